@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/AlecAivazis/survey/v2/terminal"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/scaffoldhq/scaffold/generator"
+	"github.com/scaffoldhq/scaffold/prompt"
+	"github.com/scaffoldhq/scaffold/writer"
+)
+
+// run is the whole command: args as in os.Args, the environment through
+// getenv, and the three standard streams. Prompts appear only when stdin is
+// a terminal. The error it returns is one line, without the "scaffold: "
+// prefix, which main adds.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	app := &cli.App{
+		Name:        "scaffold",
+		Usage:       "generate a Go web service ready to run as several instances behind a load balancer",
+		HideVersion: true,
+		Writer:      stdout,
+		ErrWriter:   stderr,
+		Reader:      stdin,
+		// Errors are printed by main, once, as one line; the cli package
+		// must not print them or exit.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   usageError,
+		Commands: []*cli.Command{
+			newCommand(stdin, stdout, stderr),
+			{
+				Name:   "features",
+				Usage:  "list the features, what each adds and what each needs",
+				Action: func(c *cli.Context) error { return listFeatures(stdout) },
+			},
+			{
+				Name:  "version",
+				Usage: "print the generator version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(stdout, "scaffold %s (%s)\n", generator.Version, runtime.Version())
+					return nil
+				},
+			},
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			// Reported by the Action below as an error.
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unknown command %q (commands: new, features, version; see scaffold --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	return app.RunContext(ctx, args)
+}
+
+func usageError(c *cli.Context, err error, isSubcommand bool) error {
+	help := "scaffold --help"
+	if c.Command != nil && c.Command.Name != "" {
+		help = "scaffold " + c.Command.Name + " --help"
+	}
+	return fmt.Errorf("%v (see %s)", err, help)
+}
+
+const newDescription = `Writes a new Go web service into DIR, asking on a terminal for what the flags
+do not give. DIR must be new or empty unless --force is given; the project is
+written to a temporary directory beside DIR and renamed into place, so no
+half-written project is left behind.
+
+Bounds: --port 1..65535, --replicas ` + "1..20" + `. Features: see "scaffold features".
+With --yes, what is not given takes its default: name from DIR, module
+example.com/NAME, all features, --lb nginx, --replicas 3, --port 8080.`
+
+func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:         "new",
+		Usage:        "generate a project into DIR",
+		ArgsUsage:    "DIR",
+		Description:  newDescription,
+		OnUsageError: usageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
+			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, checked like the go command checks it (default with --yes: example.com/NAME)"},
+			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
+			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `nginx|haproxy`", DefaultText: generator.DefaultLB},
+			&cli.IntFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d", generator.MinReplicas, generator.MaxReplicas), DefaultText: fmt.Sprint(generator.DefaultReplicas)},
+			&cli.IntFlag{Name: "port", Usage: "HTTP `PORT` of the app, 1..65535", DefaultText: fmt.Sprint(generator.DefaultPort)},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
+			&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
+			&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
+		},
+		Action: func(c *cli.Context) error {
+			return newProject(c, stdin, stdout, stderr)
+		},
+	}
+}
+
+func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch {
+	case c.NArg() == 0:
+		return errors.New("new needs a DIR to write the project into (usage: scaffold new [flags] DIR)")
+	case c.NArg() > 1:
+		extra := c.Args().Get(1)
+		if strings.HasPrefix(extra, "-") {
+			return fmt.Errorf("flag %s comes after DIR %s (put flags before DIR: scaffold new [flags] DIR)", extra, c.Args().First())
+		}
+		return fmt.Errorf("new takes one DIR, got %s (usage: scaffold new [flags] DIR)", strings.Join(c.Args().Slice(), " "))
+	}
+	dir := c.Args().First()
+
+	a, err := collectAnswers(c, dir, stdin, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	files, err := generator.Generate(a)
+	if err != nil {
+		return err
+	}
+	secrets, err := generator.Secrets(a, rand.Reader)
+	if err != nil {
+		return err
+	}
+	force := c.Bool("force")
+	if c.Bool("dry-run") {
+		plan, err := writer.Check(dir, files, secrets, force)
+		if err != nil {
+			return err
+		}
+		printTree(stdout, dir, files, secrets, plan)
+		return nil
+	}
+	plan, err := writer.Write(c.Context, dir, files, secrets, force, generator.FileMode)
+	if err != nil {
+		return err
+	}
+	for _, p := range plan.Replaced {
+		fmt.Fprintf(stdout, "replaced %s\n", filepath.Join(dir, p))
+	}
+	for _, p := range plan.Kept {
+		fmt.Fprintf(stdout, "kept     %s (it holds secrets)\n", filepath.Join(dir, p))
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d files; next: cd %s and read README.md\n", dir, len(files)+len(secrets)-len(plan.Kept), dir)
+	return nil
+}
+
+func printTree(w io.Writer, dir string, files, secrets map[string][]byte, plan writer.Plan) {
+	var paths []string
+	total := 0
+	for p, b := range files {
+		paths = append(paths, p)
+		total += len(b)
+	}
+	for p, b := range secrets {
+		paths = append(paths, p)
+		total += len(b)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		size := len(files[p])
+		note := ""
+		if b, ok := secrets[p]; ok {
+			size, note = len(b), " (random, made when written)"
+		}
+		switch {
+		case slices.Contains(plan.Replaced, p):
+			note += " (replaces the existing file)"
+		case slices.Contains(plan.Kept, p):
+			note += " (exists; kept)"
+		}
+		fmt.Fprintf(w, "%8d  %s%s\n", size, p, note)
+	}
+	fmt.Fprintf(w, "%d files, %d bytes in %s; dry run, nothing written\n", len(paths), total, dir)
+}
+
+// isTerminal reports whether r is a terminal that survey can prompt on.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// collectAnswers merges, in rising order of precedence, defaults, the
+// answers file and the flags; then asks for what is still missing (on a
+// terminal) or takes defaults (--yes), and checks the result.
+func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr io.Writer) (generator.Answers, error) {
+	var a generator.Answers
+	given := map[string]bool{}
+
+	if file := c.String("answers"); c.IsSet("answers") {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return a, fmt.Errorf("cannot read answers file %s: %v (check the path)", file, cause(err))
+		}
+		fa, err := generator.ParseFile(file, data)
+		if err != nil {
+			return a, err
+		}
+		a = fa.Answers
+		for k := range fa.Set {
+			given[k] = true
+		}
+		if fa.GeneratorVersion != "" && fa.GeneratorVersion != generator.Version {
+			fmt.Fprintf(stderr, "scaffold: note: %s was written by scaffold %s and this is %s, so the output may differ\n", file, fa.GeneratorVersion, generator.Version)
+		}
+	}
+
+	// Flags override the file. Each given value is checked now, before any
+	// prompt, so a typo fails fast.
+	if c.IsSet("name") {
+		a.Name, given["name"] = c.String("name"), true
+	}
+	if c.IsSet("module") {
+		a.Module, given["module"] = c.String("module"), true
+	}
+	if c.IsSet("features") {
+		f, err := generator.ParseFeatures(c.String("features"))
+		if err != nil {
+			return a, err
+		}
+		a.Features, given["features"] = f, true
+	}
+	if c.IsSet("lb") {
+		a.LB, given["lb"] = c.String("lb"), true
+	}
+	if c.IsSet("replicas") {
+		a.Replicas, given["replicas"] = c.Int("replicas"), true
+	}
+	if c.IsSet("port") {
+		a.Port, given["port"] = c.Int("port"), true
+	}
+	checks := []struct {
+		key   string
+		check func() error
+	}{
+		{"name", func() error { return generator.CheckName(a.Name) }},
+		{"module", func() error { return generator.CheckModule(a.Module) }},
+		{"lb", func() error { return generator.CheckLB(a.LB) }},
+		{"replicas", func() error { return generator.CheckReplicas(a.Replicas) }},
+		{"port", func() error { return generator.CheckPort(a.Port) }},
+	}
+	for _, ch := range checks {
+		if given[ch.key] {
+			if err := ch.check(); err != nil {
+				return a, err
+			}
+		}
+	}
+
+	defaultName := dirName(dir)
+	yes := c.Bool("yes")
+	interactive := false
+	var p *prompt.Prompter
+	if !yes && isTerminal(stdin) {
+		in, inOK := stdin.(terminal.FileReader)
+		out, outOK := stdout.(terminal.FileWriter)
+		if inOK && outOK {
+			interactive = true
+			p = prompt.New(in, out, stderr)
+		}
+	}
+
+	if !yes && !interactive {
+		// The name has a default that comes from DIR, which is given; the
+		// other answers are asked for, so without a terminal they must be given.
+		var missing []string
+		for _, k := range []string{"module", "features", "lb", "replicas", "port"} {
+			if !given[k] {
+				missing = append(missing, "--"+k)
+			}
+		}
+		if len(missing) > 0 {
+			verb := "is"
+			if len(missing) > 1 {
+				verb = "are"
+			}
+			return a, fmt.Errorf("%s %s required when stdin is not a terminal (pass %s, or --yes to take defaults)",
+				joinAnd(missing), verb, map[bool]string{true: "it", false: "them"}[len(missing) == 1])
+		}
+	}
+
+	var err error
+	ask := func(key string, fn func() error) {
+		if err == nil && !given[key] && interactive {
+			err = fn()
+		}
+	}
+	ask("name", func() (e error) { a.Name, e = p.Name(defaultName); return })
+	if !given["name"] && !interactive {
+		a.Name = defaultName
+		if e := generator.CheckName(a.Name); e != nil {
+			return a, fmt.Errorf("DIR %s makes the invalid name %q (pass --name with lowercase letters, digits and '-', starting with a letter)", dir, a.Name)
+		}
+	}
+	ask("module", func() (e error) { a.Module, e = p.Module(generator.DefaultModule(a.Name)); return })
+	ask("features", func() (e error) { a.Features, e = p.Features(generator.DefaultFeatures()); return })
+	if err == nil {
+		// Say what the features chosen so far need before asking further.
+		var added []generator.Added
+		a.Features, added = generator.Resolve(a.Features)
+		for _, ad := range added {
+			fmt.Fprintf(stderr, "scaffold: %s needs %s, so %s is on too\n", ad.NeededBy, ad.Feature, ad.Feature)
+		}
+	}
+	ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
+	ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
+	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
+	if errors.Is(err, prompt.ErrInterrupted) {
+		return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
+	}
+	if err != nil {
+		return a, fmt.Errorf("prompt: %v", err)
+	}
+
+	// Defaults for what is still missing (--yes).
+	if !given["module"] && !interactive {
+		a.Module = generator.DefaultModule(a.Name)
+	}
+	if !given["features"] && !interactive {
+		a.Features, _ = generator.Resolve(generator.DefaultFeatures())
+	}
+	if !given["lb"] && !interactive {
+		a.LB = generator.DefaultLB
+	}
+	if !given["replicas"] && !interactive {
+		a.Replicas = generator.DefaultReplicas
+	}
+	if !given["port"] && !interactive {
+		a.Port = generator.DefaultPort
+	}
+	if a.Features == nil {
+		a.Features = []string{}
+	}
+	if err := a.Validate(); err != nil {
+		return a, err
+	}
+
+	if interactive {
+		ok, err := p.Confirm(summary(dir, a))
+		if errors.Is(err, prompt.ErrInterrupted) {
+			return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
+		}
+		if err != nil {
+			return a, fmt.Errorf("prompt: %v", err)
+		}
+		if !ok {
+			return a, errors.New("not confirmed, nothing written (run scaffold new again to change the answers)")
+		}
+	}
+	return a, nil
+}
+
+func summary(dir string, a generator.Answers) string {
+	features := strings.Join(a.Features, ", ")
+	if features == "" {
+		features = "none"
+	}
+	return fmt.Sprintf("%s in %s\n  module:   %s\n  features: %s\n  lb:       %s, %d replicas\n  port:     %d",
+		a.Name, dir, a.Module, features, a.LB, a.Replicas, a.Port)
+}
+
+// dirName is the default project name: the last element of DIR.
+func dirName(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return filepath.Base(dir)
+}
+
+func joinAnd(items []string) string {
+	if len(items) <= 1 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+func cause(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func listFeatures(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "base\t%s\talways on\n", generator.Base.Description)
+	for _, f := range generator.Features {
+		needs := ""
+		if len(f.Needs) > 0 {
+			needs = "needs " + strings.Join(f.Needs, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, f.Description, needs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(generator.Features) == 0 {
+		fmt.Fprintln(w, "\nNo optional features are available in this version; --features takes none.")
+	} else {
+		fmt.Fprintln(w, "\nscaffold new --features LIST takes a comma list of these, or all, or none.")
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+// Package generator turns answers into the files of a new project. It does no
+// terminal or disk I/O: Generate returns path -> content and the caller
+// decides what to do with it (write it, print it, compare it with a golden
+// tree).
+package generator
+
+import (
+	"bytes"
+	"fmt"
+	"go/format"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"text/template"
+
+	"golang.org/x/mod/modfile"
+
+	"github.com/scaffoldhq/scaffold/templates"
+)
+
+// Data is what templates see.
+type Data struct {
+	Name      string // project name: binary, service and compose project
+	Module    string // Go module path
+	Port      int    // HTTP port of the app
+	Replicas  int    // app instances behind the load balancer
+	LB        string // "nginx" or "haproxy"
+	Version   string // generator version
+	GoVersion string // go directive of go.mod
+	Features  []string
+
+	// One boolean per feature, whether or not the feature is available yet,
+	// so templates can carry its seams before it lands.
+	DB, Cache, Blob, Worker, Compose bool
+
+	// Require is the require blocks of go.mod, from generator/deps.
+	Require string
+}
+
+func newData(a Answers, lock Lock) Data {
+	return Data{
+		Name:      a.Name,
+		Module:    a.Module,
+		Port:      a.Port,
+		Replicas:  a.Replicas,
+		LB:        a.LB,
+		Version:   Version,
+		GoVersion: GoVersion,
+		Features:  slices.Clone(a.Features),
+		DB:        a.Has("db"),
+		Cache:     a.Has("cache"),
+		Blob:      a.Has("blob"),
+		Worker:    a.Has("worker"),
+		Compose:   a.Has("compose"),
+		Require:   lock.Require,
+	}
+}
+
+// Generate returns the files of the project described by a, keyed by
+// slash-separated path. The same answers always give the same bytes.
+func Generate(a Answers) (map[string][]byte, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	lock, err := LockFor(a.Features)
+	if err != nil {
+		return nil, err
+	}
+	return GenerateWithLock(a, lock)
+}
+
+// GenerateWithLock is Generate with the go.mod requirements and go.sum given
+// rather than taken from generator/deps; `make deps` uses it with an empty
+// Lock to make the project it then tidies.
+func GenerateWithLock(a Answers, lock Lock) (map[string][]byte, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	data := newData(a, lock)
+	on := map[string]bool{"": true}
+	for _, f := range a.Features {
+		on[f] = true
+	}
+	files := map[string][]byte{}
+	err := walkTemplates(func(tmplPath, outPath string) error {
+		owner, err := Owner(outPath)
+		if err != nil {
+			return err
+		}
+		if !on[owner] {
+			return nil
+		}
+		if _, dup := files[outPath]; dup {
+			return fmt.Errorf("templates/%s and another template both make %s (keep one)", tmplPath, outPath)
+		}
+		content, err := render(tmplPath, outPath, data)
+		if err != nil {
+			return err
+		}
+		files[outPath] = content
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	files[AnswersFileName] = a.MarshalFile()
+	if len(bytes.TrimSpace(lock.Sum)) > 0 {
+		files["go.sum"] = lock.Sum
+	}
+	return files, nil
+}
+
+// walkTemplates calls fn for every file of the template tree, in lexical
+// order, with its path in the tree and the output path it makes.
+func walkTemplates(fn func(tmplPath, outPath string) error) error {
+	return fs.WalkDir(templates.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || p == templates.Self {
+			return nil
+		}
+		return fn(p, strings.TrimSuffix(p, ".tmpl"))
+	})
+}
+
+// TemplatePaths lists the template tree (paths within templates/) in order.
+func TemplatePaths() ([]string, error) {
+	var paths []string
+	err := walkTemplates(func(tmplPath, _ string) error {
+		paths = append(paths, tmplPath)
+		return nil
+	})
+	return paths, err
+}
+
+func render(tmplPath, outPath string, data Data) ([]byte, error) {
+	src, err := fs.ReadFile(templates.FS, tmplPath)
+	if err != nil {
+		return nil, err
+	}
+	out := src
+	if strings.HasSuffix(tmplPath, ".tmpl") {
+		t, err := template.New(tmplPath).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %v (fix the template)", tmplPath, oneLine(err.Error()))
+		}
+		var buf bytes.Buffer
+		if err := t.Execute(&buf, data); err != nil {
+			return nil, fmt.Errorf("template %s: %v (fix the template)", tmplPath, oneLine(err.Error()))
+		}
+		out = buf.Bytes()
+	}
+	if len(bytes.TrimSpace(out)) == 0 {
+		return nil, fmt.Errorf("template %s makes an empty %s (give the file to a feature in the manifest instead of emptying it)", tmplPath, outPath)
+	}
+	switch {
+	case strings.HasSuffix(outPath, ".go"):
+		formatted, err := format.Source(out)
+		if err != nil {
+			return nil, fmt.Errorf("template %s makes invalid Go: %v (fix the template)", tmplPath, oneLine(err.Error()))
+		}
+		out = formatted
+	case path.Base(outPath) == "go.mod":
+		// Format like the go command does, so `go mod tidy` finds nothing to change.
+		f, err := modfile.Parse(outPath, out, nil)
+		if err != nil {
+			return nil, fmt.Errorf("template %s makes an invalid go.mod: %v (fix the template)", tmplPath, oneLine(err.Error()))
+		}
+		out, err = f.Format()
+		if err != nil {
+			return nil, fmt.Errorf("template %s: formatting go.mod: %v", tmplPath, err)
+		}
+	}
+	return out, nil
+}
+
+// Entries are the manifest entries: the base first, then the features.
+func Entries() []Feature {
+	return append([]Feature{Base}, Features...)
+}
+
+// Owner returns the name of the manifest entry that owns output path p (""
+// for the base). It is an error for p to have no owner or several.
+func Owner(p string) (string, error) {
+	var owners []string
+	for _, e := range Entries() {
+		if e.Owns(p) {
+			owners = append(owners, e.label())
+		}
+	}
+	switch len(owners) {
+	case 1:
+		if owners[0] == "base" {
+			return "", nil
+		}
+		return owners[0], nil
+	case 0:
+		return "", fmt.Errorf("no manifest entry owns %s (add it to the Files of base or a feature in generator/manifest.go)", p)
+	default:
+		return "", fmt.Errorf("%s is owned by %s (keep it in one manifest entry in generator/manifest.go)", p, strings.Join(owners, " and "))
+	}
+}
+
+// Owns reports whether one of the entry's Files patterns matches output path p.
+func (f Feature) Owns(p string) bool {
+	for _, pat := range f.Files {
+		if matchFile(pat, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f Feature) label() string {
+	if f.Name == "" {
+		return "base"
+	}
+	return f.Name
+}
+
+// matchFile matches an output path against a Files pattern: a directory
+// ("internal/db/") owns everything under it; anything else is a path.Match
+// pattern, which an exact path is too.
+func matchFile(pattern, p string) bool {
+	if strings.HasSuffix(pattern, "/") {
+		return strings.HasPrefix(p, pattern)
+	}
+	ok, _ := path.Match(pattern, p)
+	return ok
+}
+
+// FileMode is the permission a generated file gets on disk. The embedded
+// template tree keeps no modes, so scripts are recognised by name.
+func FileMode(p string) fs.FileMode {
+	if strings.HasSuffix(p, ".sh") {
+		return 0o755
+	}
+	return 0o644
+}
