@@ -1,5 +1,7 @@
 package generator
 
+import "strings"
+
 // The manifest is the one place that says which files a generated project
 // has. Every file in the template tree belongs to exactly one entry (a test
 // checks that), and a feature exists for the generator only when it has an
@@ -51,3 +53,27 @@ var Base = Feature{
 // order of --features in .scaffold.yaml and in `scaffold features`).
 // db, cache, blob, worker and compose are added here as their templates land.
 var Features = []Feature{}
+
+// Combinations are all valid feature sets (each with what it needs), in a
+// stable order, the empty set first. The matrix test builds each one and
+// `make deps` locks the Go dependencies of each.
+func Combinations() [][]string {
+	seen := map[string]bool{}
+	var out [][]string
+	for mask := 0; mask < 1<<len(Features); mask++ {
+		var picked []string
+		for i, f := range Features {
+			if mask&(1<<i) != 0 {
+				picked = append(picked, f.Name)
+			}
+		}
+		resolved, added := Resolve(picked)
+		key := strings.Join(resolved, ",")
+		if len(added) > 0 || seen[key] {
+			continue // the same set arrives without additions too
+		}
+		seen[key] = true
+		out = append(out, resolved)
+	}
+	return out
+}

@@ -1,0 +1,112 @@
+package generator
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+)
+
+// Every template belongs to exactly one manifest entry, and every pattern of
+// the manifest matches at least one template: no orphans, no dead entries.
+func TestManifestCoversTemplates(t *testing.T) {
+	paths, err := TemplatePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no templates")
+	}
+	var outs []string
+	for _, p := range paths {
+		out := strings.TrimSuffix(p, ".tmpl")
+		outs = append(outs, out)
+		if _, err := Owner(out); err != nil {
+			t.Errorf("templates/%s: %v", p, err)
+		}
+	}
+	for _, e := range Entries() {
+		for _, pat := range e.Files {
+			if _, err := path.Match(pat, ""); err != nil {
+				t.Errorf("%s: bad pattern %q: %v", e.label(), pat, err)
+				continue
+			}
+			if !slices.ContainsFunc(outs, func(out string) bool { return matchFile(pat, out) }) {
+				t.Errorf("%s: %q matches no template (remove it, or add its templates)", e.label(), pat)
+			}
+		}
+	}
+}
+
+// Go sources in the template tree must end in .tmpl: a plain .go file would
+// be compiled (and tested) as part of this module, and a plain go.mod would
+// cut its directory out of the module and out of the embedded tree.
+func TestNoPlainGoFiles(t *testing.T) {
+	paths, err := TemplatePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".go") || path.Base(p) == "go.mod" || path.Base(p) == "go.sum" {
+			t.Errorf("templates/%s: rename it to %s.tmpl", p, path.Base(p))
+		}
+		if path.Base(p) == AnswersFileName || p == "go.sum.tmpl" {
+			t.Errorf("templates/%s: the generator writes %s itself", p, strings.TrimSuffix(p, ".tmpl"))
+		}
+	}
+}
+
+func TestManifestEntries(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range Features {
+		if f.Name == "" || f.Name == "all" || f.Name == "none" || f.Name == "base" || strings.ContainsAny(f.Name, ", +") {
+			t.Errorf("feature name %q is reserved or unusable", f.Name)
+		}
+		if seen[f.Name] {
+			t.Errorf("feature %q is listed twice", f.Name)
+		}
+		seen[f.Name] = true
+		if f.Description == "" {
+			t.Errorf("feature %q has no description", f.Name)
+		}
+		if len(f.Files) == 0 {
+			t.Errorf("feature %q owns no files", f.Name)
+		}
+		for _, n := range f.Needs {
+			if _, ok := lookup(n); !ok || n == f.Name {
+				t.Errorf("feature %q needs %q, which is not another feature", f.Name, n)
+			}
+		}
+	}
+	for _, e := range Entries() {
+		for _, r := range e.Requires {
+			mod, ver, ok := strings.Cut(r, "@")
+			if err := module.Check(mod, ver); !ok || err != nil {
+				t.Errorf("%s: requirement %q is not module@version: %v", e.label(), r, err)
+			}
+		}
+	}
+	if len(Base.Requires) > 0 {
+		t.Errorf("the base has Requires; it should stay on the standard library")
+	}
+}
+
+// Every combination renders for every load balancer.
+func TestGenerateEveryCombination(t *testing.T) {
+	for _, combo := range Combinations() {
+		for _, lb := range LBs {
+			a := Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo, LB: lb, Replicas: 2, Port: 9090}
+			files, err := Generate(a)
+			if err != nil {
+				t.Fatalf("%v %s: %v", combo, lb, err)
+			}
+			for _, want := range []string{"go.mod", AnswersFileName} {
+				if _, ok := files[want]; !ok {
+					t.Errorf("%v: no %s", combo, want)
+				}
+			}
+		}
+	}
+}

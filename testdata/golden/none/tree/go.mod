@@ -1,0 +1,3 @@
+module github.com/acme/plain
+
+go 1.26
