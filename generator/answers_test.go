@@ -140,6 +140,9 @@ func TestAnswersFileRoundTrip(t *testing.T) {
 }
 
 func TestParseFileErrors(t *testing.T) {
+	saved := Features
+	Features = nil
+	defer func() { Features = saved }()
 	for _, tc := range []struct{ in, want string }{
 		{"name: shop\ncolour: blue\n", `unknown key "colour" in answers file f.yaml (line 2) (known keys: name, module, features, lb, replicas, port, generator_version)`},
 		{"name: [shop\n", `answers file f.yaml is not valid YAML: line 1: did not find expected ',' or ']' (fix the file; a generated .scaffold.yaml shows the format)`},

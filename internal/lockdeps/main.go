@@ -53,7 +53,7 @@ func main() {
 		if err := os.WriteFile(base+".sum", lock.Sum, 0o644); err != nil {
 			log.Fatal(err)
 		}
-		log.Printf("%s: %d requirements", k, strings.Count(lock.Require, "\n\t"))
+		log.Printf("%s: %d lines of go.sum", k, bytes.Count(lock.Sum, []byte("\n")))
 	}
 	// Drop locks of feature sets that no longer exist.
 	old, _ := filepath.Glob(filepath.Join(generator.DepsDir, "*.*"))

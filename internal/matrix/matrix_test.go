@@ -1,0 +1,78 @@
+package matrix
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scaffoldhq/scaffold/generator"
+)
+
+// workers bounds how many combinations build at once. The machines this
+// runs on have 2 cores and each go command is parallel itself; more would
+// only thrash.
+const workers = 2
+
+// The checks each generated project must pass, in order. They share the
+// default GOCACHE and GOMODCACHE, so each combination after the first builds
+// mostly from cache.
+var checks = [][]string{
+	{"go", "build", "./..."},
+	{"go", "vet", "./..."},
+	{"go", "mod", "tidy", "-diff"},
+	{"go", "test", "./..."},
+}
+
+func TestMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: the matrix builds every feature combination")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("the matrix needs the go command on PATH")
+	}
+	sem := make(chan struct{}, workers)
+	for i, combo := range generator.Combinations() {
+		name := strings.Join(combo, "+")
+		if name == "" {
+			name = "none"
+		}
+		lb := generator.LBs[i%len(generator.LBs)] // both load balancers get used
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			start := time.Now()
+			a := generator.Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo,
+				LB: lb, Replicas: 3, Port: 8080}
+			files, err := generator.Generate(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			for p, b := range files {
+				target := filepath.Join(dir, filepath.FromSlash(p))
+				if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(target, b, generator.FileMode(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, args := range checks {
+				step := time.Now()
+				cmd := exec.Command(args[0], args[1:]...)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "GOWORK=off")
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				t.Logf("%-20s %v", strings.Join(args[1:], " "), time.Since(step).Round(time.Millisecond))
+			}
+			t.Logf("features %s (lb %s): %v", name, lb, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
