@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/scaffoldhq/scaffold/generator"
+)
+
+// TestMain lets the scripts run `scaffold` as a command: testscript re-runs
+// this test binary as scaffold, which calls main1, the real main.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"scaffold": func() { os.Exit(main1()) },
+	})
+}
+
+// TestScripts runs testdata/script/*.txtar. Besides testscript's own
+// commands, scripts have:
+//
+//	cmptree DIR1 DIR2   the two trees hold the same files with the same bytes
+//	notemp DIR          DIR holds no temporary directory of scaffold's
+//
+// and $SCAFFOLD_VERSION is the generator version.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("SCAFFOLD_VERSION", generator.Version)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"cmptree": cmdCmpTree,
+			"notemp":  cmdNoTemp,
+		},
+	})
+}
+
+func cmdCmpTree(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cmptree DIR1 DIR2")
+	}
+	a, b := readTree(ts, ts.MkAbs(args[0])), readTree(ts, ts.MkAbs(args[1]))
+	var paths []string
+	for p := range a {
+		paths = append(paths, p)
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	var diffs []string
+	for _, p := range paths {
+		x, inA := a[p]
+		y, inB := b[p]
+		switch {
+		case !inA:
+			diffs = append(diffs, p+": only in "+args[1])
+		case !inB:
+			diffs = append(diffs, p+": only in "+args[0])
+		case !bytes.Equal(x, y):
+			diffs = append(diffs, p+": differs")
+		}
+	}
+	if len(diffs) > 0 {
+		ts.Fatalf("%s and %s differ:\n%s", args[0], args[1], strings.Join(diffs, "\n"))
+	}
+}
+
+func readTree(ts *testscript.TestScript, dir string) map[string][]byte {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)], err = os.ReadFile(p)
+		return err
+	})
+	ts.Check(err)
+	return files
+}
+
+func cmdNoTemp(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: notemp DIR")
+	}
+	entries, err := os.ReadDir(ts.MkAbs(args[0]))
+	ts.Check(err)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".scaffold-") {
+			ts.Fatalf("temporary directory left behind: %s", e.Name())
+		}
+	}
+}
