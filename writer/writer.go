@@ -108,7 +108,8 @@ func checkParent(dir string) error {
 // calls again), and returns the plan it carried out. On any error nothing is
 // left behind: not the temporary directory, not parent directories it made.
 //
-// For a new or empty dir the whole tree is renamed into place at once. With
+// For a new dir the whole tree is renamed into place at once; for an empty
+// one, each top-level entry is (and taken back on failure). With
 // --force into a non-empty dir the files are renamed one by one over their
 // targets; those renames are each atomic, but a failure half way (a full
 // disk, say) can leave some files replaced and others not.
@@ -161,15 +162,27 @@ func Write(ctx context.Context, dir string, files, secrets map[string][]byte, fo
 	if err := ctx.Err(); err != nil {
 		return plan, &Error{What: "interrupted, nothing written", Fix: "run scaffold new again"}
 	}
-	if !plan.Exists || isEmpty(abs) {
-		if plan.Exists {
-			// rename(2) will not replace a directory here; it is empty, so remove it.
-			if err := os.Remove(abs); err != nil {
-				return plan, &Error{What: fmt.Sprintf("cannot replace empty %s: %v", dir, cause(err)), Fix: "remove it and try again"}
-			}
-		}
+	if !plan.Exists {
 		if err := os.Rename(tmp, abs); err != nil {
 			return plan, &Error{What: fmt.Sprintf("cannot create %s: %v", dir, cause(err)), Fix: "choose a DIR inside a writable directory"}
+		}
+		return plan, nil
+	}
+	if isEmpty(abs) {
+		// Move the top-level entries in rather than replacing dir itself,
+		// so that dir keeps its identity (it may be the shell's working
+		// directory). dir was empty, so undoing is removing what was moved.
+		entries, err := os.ReadDir(tmp)
+		if err != nil {
+			return plan, err
+		}
+		for i, e := range entries {
+			if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(abs, e.Name())); err != nil {
+				for _, moved := range entries[:i] {
+					os.RemoveAll(filepath.Join(abs, moved.Name()))
+				}
+				return plan, &Error{What: fmt.Sprintf("cannot write into %s: %v", dir, cause(err)), Fix: "check its permissions"}
+			}
 		}
 		return plan, nil
 	}

@@ -2,6 +2,7 @@ package writer
 
 import (
 	"context"
+	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 )
+
+// -update has nothing to rewrite here; it is defined so that
+// `go test ./... -update` (which rewrites the golden trees) runs.
+var _ = flag.Bool("update", false, "ignored")
 
 var files = map[string][]byte{
 	"go.mod":              []byte("module example.com/x\n"),
@@ -94,8 +99,12 @@ func TestWriteEmptyDirAndMissingParents(t *testing.T) {
 	parent := t.TempDir()
 	empty := filepath.Join(parent, "empty")
 	os.Mkdir(empty, 0o755)
+	before, _ := os.Stat(empty)
 	if _, err := Write(context.Background(), empty, files, nil, false, mode); err != nil {
 		t.Fatal(err)
+	}
+	if after, _ := os.Stat(empty); !os.SameFile(before, after) {
+		t.Error("the empty DIR was replaced rather than filled (a shell inside it would lose it)")
 	}
 	deep := filepath.Join(parent, "a", "b", "shop")
 	if _, err := Write(context.Background(), deep, files, nil, false, mode); err != nil {

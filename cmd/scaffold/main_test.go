@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,6 +23,10 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// -update rewrites the files that scripts compare stdout and stderr with
+// (cmp stderr want/x.txt), as `go test ./... -update` rewrites golden trees.
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar")
+
 // TestScripts runs testdata/script/*.txtar. Besides testscript's own
 // commands, scripts have:
 //
@@ -31,7 +36,8 @@ func TestMain(m *testing.M) {
 // and $SCAFFOLD_VERSION is the generator version.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		Dir:           "testdata/script",
+		UpdateScripts: *update,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SCAFFOLD_VERSION", generator.Version)
 			return nil

@@ -153,7 +153,11 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	for _, p := range plan.Kept {
 		fmt.Fprintf(stdout, "kept     %s (it holds secrets)\n", filepath.Join(dir, p))
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d files; next: cd %s and read README.md\n", dir, len(files)+len(secrets)-len(plan.Kept), dir)
+	next := "cd " + dir + " and read README.md"
+	if filepath.Clean(dir) == "." {
+		next = "read README.md"
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d files; next: %s\n", dir, len(files)+len(secrets)-len(plan.Kept), next)
 	return nil
 }
 

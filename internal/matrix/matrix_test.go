@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/scaffoldhq/scaffold/generator"
 )
+
+// -update has nothing to rewrite here; it is defined so that
+// `go test ./... -update` (which rewrites the golden trees) runs.
+var _ = flag.Bool("update", false, "ignored")
 
 // workers bounds how many combinations build at once. The machines this
 // runs on have 2 cores and each go command is parallel itself; more would
