@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"go/format"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -34,6 +35,11 @@ type Data struct {
 	// so templates can carry its seams before it lands.
 	DB, Cache, Blob, Worker, Compose bool
 
+	// Instances are the compose services of the app: app-1 .. app-N.
+	Instances []string
+	// LBConfig is the path of the load balancer's config in the project.
+	LBConfig string
+
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
 }
@@ -53,8 +59,18 @@ func newData(a Answers, lock Lock) Data {
 		Blob:      a.Has("blob"),
 		Worker:    a.Has("worker"),
 		Compose:   a.Has("compose"),
+		Instances: instances(a.Replicas),
+		LBConfig:  map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:   lock.Require,
 	}
+}
+
+func instances(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("app-%d", i+1)
+	}
+	return names
 }
 
 // Generate returns the files of the project described by a, keyed by
@@ -78,17 +94,17 @@ func GenerateWithLock(a Answers, lock Lock) (map[string][]byte, error) {
 		return nil, err
 	}
 	data := newData(a, lock)
-	on := map[string]bool{"": true}
+	on := map[string]bool{"": true, "lb=" + a.LB: true}
 	for _, f := range a.Features {
 		on[f] = true
 	}
 	files := map[string][]byte{}
 	err := walkTemplates(func(tmplPath, outPath string) error {
-		owner, err := Owner(outPath)
+		owner, with, err := Owner(outPath)
 		if err != nil {
 			return err
 		}
-		if !on[owner] {
+		if !on[owner] || with != "" && !on[with] {
 			return nil
 		}
 		if _, dup := files[outPath]; dup {
@@ -182,35 +198,52 @@ func Entries() []Feature {
 }
 
 // Owner returns the name of the manifest entry that owns output path p (""
-// for the base). It is an error for p to have no owner or several.
-func Owner(p string) (string, error) {
+// for the base) and, for a file listed in the entry's With, the other
+// feature or answer that must be on as well. It is an error for p to have
+// no owner or several.
+func Owner(p string) (owner, with string, err error) {
 	var owners []string
 	for _, e := range Entries() {
-		if e.Owns(p) {
+		if ok, w := e.Owns(p); ok {
 			owners = append(owners, e.label())
+			owner, with = e.Name, w
 		}
 	}
 	switch len(owners) {
 	case 1:
-		if owners[0] == "base" {
-			return "", nil
-		}
-		return owners[0], nil
+		return owner, with, nil
 	case 0:
-		return "", fmt.Errorf("no manifest entry owns %s (add it to the Files of base or a feature in generator/manifest.go)", p)
+		return "", "", fmt.Errorf("no manifest entry owns %s (add it to the Files of base or a feature in generator/manifest.go)", p)
 	default:
-		return "", fmt.Errorf("%s is owned by %s (keep it in one manifest entry in generator/manifest.go)", p, strings.Join(owners, " and "))
+		return "", "", fmt.Errorf("%s is owned by %s (keep it in one manifest entry in generator/manifest.go)", p, strings.Join(owners, " and "))
 	}
 }
 
-// Owns reports whether one of the entry's Files patterns matches output path p.
-func (f Feature) Owns(p string) bool {
+// Owns reports whether one of the entry's Files or With patterns matches
+// output path p, and for a With pattern, its condition.
+func (f Feature) Owns(p string) (bool, string) {
 	for _, pat := range f.Files {
 		if matchFile(pat, p) {
-			return true
+			return true, ""
 		}
 	}
-	return false
+	for _, cond := range slices.Sorted(maps.Keys(f.With)) {
+		for _, pat := range f.With[cond] {
+			if matchFile(pat, p) {
+				return true, cond
+			}
+		}
+	}
+	return false, ""
+}
+
+// Patterns are all the entry's file patterns, With included.
+func (f Feature) Patterns() []string {
+	pats := slices.Clone(f.Files)
+	for _, cond := range slices.Sorted(maps.Keys(f.With)) {
+		pats = append(pats, f.With[cond]...)
+	}
+	return pats
 }
 
 func (f Feature) label() string {

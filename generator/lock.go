@@ -50,7 +50,7 @@ var GoFeatures = sync.OnceValue(func() map[string]bool {
 	}
 	walkTemplates(func(_, out string) error {
 		if strings.HasSuffix(out, ".go") {
-			if owner, err := Owner(out); err == nil && owner != "" {
+			if owner, _, err := Owner(out); err == nil && owner != "" {
 				set[owner] = true
 			}
 		}

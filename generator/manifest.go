@@ -27,6 +27,10 @@ type Feature struct {
 	// generated project, so a template templates/go.mod.tmpl is owned by
 	// "go.mod".
 	Files []string
+	// With holds files of the feature that exist only when something else
+	// is on too: another feature ("cache": the cluster test of the cache
+	// needs compose and cache) or an answer ("lb=nginx": the nginx config).
+	With map[string][]string
 	// Requires are the Go modules the feature's code imports directly, as
 	// "module@version". `make deps` resolves them into the go.mod/go.sum
 	// of every combination (see generator/deps).
@@ -40,19 +44,141 @@ type Feature struct {
 // Base is the part of every generated project.
 var Base = Feature{
 	Name:        "",
-	Description: "the web service: HTTP server, health checks, config, logs",
+	Description: "the web service: HTTP server, health checks, config, JSON logs, graceful shutdown",
 	Files: []string{
+		".dockerignore",
 		".gitignore",
+		"Dockerfile",
+		"Makefile",
 		"README.md",
-		"cmd/server/",
 		"go.mod",
+		"cmd/server/main.go",
+		"cmd/server/main_test.go",
+		"config/config.go",
+		"config/config_test.go",
+		"httpapi/json.go",
+		"httpapi/middleware.go",
+		"httpapi/ready.go",
+		"httpapi/server.go",
+		"scripts/install-servers.sh",
+		"testsupport/main.go",
+		"testsupport/process.go",
+		"testsupport/sysproc_*.go",
+		"testsupport/testsupport_test.go",
 	},
 }
 
 // Features are the features the generator offers, in canonical order (the
 // order of --features in .scaffold.yaml and in `scaffold features`).
-// db, cache, blob, worker and compose are added here as their templates land.
-var Features = []Feature{}
+var Features = []Feature{
+	{
+		Name:        "db",
+		Description: "notes API in PostgreSQL (pgx), goose migrations applied once under a lock, sized connection pool",
+		Files: []string{
+			"notes/",
+			"postgres/migrate.go",
+			"postgres/migrate_test.go",
+			"postgres/main_test.go",
+			"postgres/notes.go",
+			"postgres/notes_test.go",
+			"postgres/postgres.go",
+			"postgres/migrations/00001_notes.sql",
+			"httpapi/notes.go",
+			"httpapi/notes_test.go",
+			"config/db_test.go",
+			"cmd/server/migrate.go",
+			"cmd/server/db_test.go",
+			"testsupport/postgres.go",
+			"testsupport/postgres_test.go",
+		},
+		Requires: []string{
+			"github.com/jackc/pgx/v5@v5.12.0",
+			"github.com/pressly/goose/v3@v3.29.0",
+		},
+	},
+	{
+		Name:        "cache",
+		Description: "Redis cache (go-redis/cache) with a local tier invalidated on every instance over pub/sub",
+		Needs:       []string{"db"},
+		Files: []string{
+			"cache/",
+			"redis/",
+			"httpapi/notes_cache.go",
+			"httpapi/notes_cache_test.go",
+			"config/cache_test.go",
+			"cmd/server/cache_test.go",
+			"testsupport/redis.go",
+			"testsupport/redis_test.go",
+		},
+		Requires: []string{
+			"github.com/go-redis/cache/v9@v9.0.0",
+			"github.com/redis/go-redis/v9@v9.23.0",
+			"golang.org/x/sync@v0.24.0",
+		},
+	},
+	{
+		Name:        "blob",
+		Description: "file API on S3 storage (minio-go, MinIO server); a local directory on a single node",
+		Files: []string{
+			"blob/",
+			"minio/",
+			"httpapi/files.go",
+			"httpapi/files_test.go",
+			"config/blob_test.go",
+			"cmd/server/blob.go",
+			"cmd/server/blob_test.go",
+			"testsupport/minio.go",
+			"testsupport/minio_test.go",
+		},
+		Requires: []string{
+			"github.com/minio/minio-go/v7@v7.4.1",
+		},
+	},
+	{
+		Name:        "worker",
+		Description: "leader-elected worker: one instance runs scheduled jobs, each slot once cluster-wide",
+		Needs:       []string{"db"},
+		Files: []string{
+			"worker/",
+			"postgres/elector.go",
+			"postgres/elector_test.go",
+			"postgres/runs.go",
+			"postgres/migrations/00002_job_runs.sql",
+			"httpapi/jobs.go",
+			"httpapi/jobs_test.go",
+			"config/worker_test.go",
+			"cmd/server/worker_test.go",
+		},
+	},
+	{
+		Name:        "compose",
+		Description: "docker-compose.yml with N replicas behind nginx or haproxy, and a cluster conformance test",
+		Files: []string{
+			"docker-compose.yml",
+			".env.example",
+			"clustertest/cluster_test.go",
+			"clustertest/render_test.go",
+			"clustertest/roundrobin_test.go",
+			"clustertest/restart_test.go",
+			"clustertest/clustermode_test.go",
+			"clustertest/logs_test.go",
+			"testsupport/proxy.go",
+			"testsupport/proxy_test.go",
+		},
+		With: map[string][]string{
+			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go"},
+			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go"},
+			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
+			"worker":     {"clustertest/leader_test.go"},
+			"lb=nginx":   {"deploy/nginx.conf"},
+			"lb=haproxy": {"deploy/haproxy.cfg"},
+		},
+		Requires: []string{
+			"go.yaml.in/yaml/v3@v3.0.5",
+		},
+		Secrets: composeSecrets,
+	},
+}
 
 // Combinations are all valid feature sets (each with what it needs), in a
 // stable order, the empty set first. The matrix test builds each one and

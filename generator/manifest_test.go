@@ -23,12 +23,12 @@ func TestManifestCoversTemplates(t *testing.T) {
 	for _, p := range paths {
 		out := strings.TrimSuffix(p, ".tmpl")
 		outs = append(outs, out)
-		if _, err := Owner(out); err != nil {
+		if _, _, err := Owner(out); err != nil {
 			t.Errorf("templates/%s: %v", p, err)
 		}
 	}
 	for _, e := range Entries() {
-		for _, pat := range e.Files {
+		for _, pat := range e.Patterns() {
 			if _, err := path.Match(pat, ""); err != nil {
 				t.Errorf("%s: bad pattern %q: %v", e.label(), pat, err)
 				continue
@@ -70,6 +70,11 @@ func TestManifestEntries(t *testing.T) {
 		seen[f.Name] = true
 		if f.Description == "" {
 			t.Errorf("feature %q has no description", f.Name)
+		}
+		for cond := range f.With {
+			if _, ok := lookup(cond); !ok && !slices.Contains(LBs, strings.TrimPrefix(cond, "lb=")) {
+				t.Errorf("feature %q: With condition %q is neither a feature nor lb=<load balancer>", f.Name, cond)
+			}
 		}
 		if len(f.Files) == 0 {
 			t.Errorf("feature %q owns no files", f.Name)

@@ -1,6 +1,11 @@
 package generator
 
-import "io"
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+)
 
 // SecretsFunc makes files with random content for a feature (compose's .env
 // with its passwords, for instance).
@@ -26,4 +31,25 @@ func Secrets(a Answers, random io.Reader) (map[string][]byte, error) {
 		}
 	}
 	return files, nil
+}
+
+// composeSecrets writes .env: .env.example with every "change-me" replaced
+// by its own random value (hex, so it is safe inside URLs).
+func composeSecrets(a Answers, random io.Reader) (map[string][]byte, error) {
+	example, err := render(".env.example.tmpl", ".env.example", newData(a, Lock{}))
+	if err != nil {
+		return nil, err
+	}
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(example), "\n") {
+		if name, value, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "="); ok && value == "change-me" {
+			var b [16]byte
+			if _, err := io.ReadFull(random, b[:]); err != nil {
+				return nil, fmt.Errorf("making a secret for %s: %w", name, err)
+			}
+			line = name + "=" + hex.EncodeToString(b[:]) + "\n"
+		}
+		out.WriteString(line)
+	}
+	return map[string][]byte{".env": []byte(out.String())}, nil
 }

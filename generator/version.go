@@ -7,4 +7,4 @@ package generator
 const Version = "0.1.0"
 
 // GoVersion is the go directive of generated go.mod files.
-const GoVersion = "1.26"
+const GoVersion = "1.26.0"

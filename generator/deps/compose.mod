@@ -1,0 +1,2 @@
+
+require go.yaml.in/yaml/v3 v3.0.5
