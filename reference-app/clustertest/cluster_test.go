@@ -103,6 +103,9 @@ type cluster struct {
 // overrides settings of the compose file; the caller says why.
 func startCluster(t *testing.T, env map[string]string) *cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the conformance test starts the whole cluster; run it without -short (make cluster-test)")
+	}
 	began := time.Now()
 	p, err := loadCompose()
 	if err != nil {

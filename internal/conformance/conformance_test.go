@@ -1,0 +1,75 @@
+// Package conformance runs the generated all-features project's own tests,
+// the cluster conformance test included, once per load balancer.
+package conformance
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// -update has nothing to rewrite here; it is defined so that
+// `go test ./... -update` (which rewrites the golden trees) runs.
+var _ = flag.Bool("update", false, "ignored")
+
+// trees are generated projects kept in the repository, each checked by
+// its golden or reference test to be the generator's output: reference-app
+// puts nginx in front, all-haproxy haproxy.
+var trees = map[string]string{
+	"nginx":   "../../reference-app",
+	"haproxy": "../../testdata/golden/all-haproxy/tree",
+}
+
+// TestConformance runs `go test ./...` in each tree: unit and integration
+// tests against real PostgreSQL, Redis and MinIO, then the cluster test,
+// which starts the compose topology as local processes behind the real load
+// balancer. With CI set, a missing server binary fails instead of skipping.
+func TestConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: runs the whole cluster conformance test twice")
+	}
+	for _, lb := range []string{"nginx", "haproxy"} {
+		t.Run(lb, func(t *testing.T) {
+			dir, err := filepath.Abs(trees[lb])
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			cmd := exec.Command("go", "test", "-count=1", "-v", "-timeout", "20m", "./...")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "GOWORK=off")
+			out, err := cmd.CombinedOutput()
+			// The lines worth keeping: package results, failures, skips,
+			// and the measurements the cluster test prints at its end.
+			measuring := false
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "--- cluster conformance measurements") {
+					measuring = true
+				}
+				if measuring || strings.HasPrefix(line, "ok ") || strings.HasPrefix(line, "FAIL") ||
+					strings.Contains(line, "--- FAIL") || strings.Contains(line, "--- SKIP") {
+					t.Log(line)
+				}
+				if measuring && strings.HasPrefix(line, "total test time:") {
+					measuring = false
+				}
+			}
+			if err != nil {
+				t.Fatalf("go test ./... in %s: %v\n%s", dir, err, tail(string(out), 200))
+			}
+			t.Logf("all tests of %s passed in %v", trees[lb], time.Since(start).Round(time.Second))
+		})
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

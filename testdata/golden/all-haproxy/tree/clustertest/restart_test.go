@@ -1,0 +1,124 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Hazard: requests cut off while an instance restarts. Every instance is
+// restarted one after another (SIGTERM, wait for it to exit, start it again,
+// wait until the load balancer sends it requests) while a client loop sends
+// a mix of reads and writes through the load balancer. Not one request may
+// fail. What makes it work: the app's drain (readiness 503 for
+// SHUTDOWN_DRAIN_DELAY, keep-alives off, then Shutdown lets in-flight
+// requests finish) and the load balancer's retry of refused connections.
+func TestRollingRestart(t *testing.T) {
+	c := startCluster(t, nil)
+
+	// What the client loop sends; a request fails when it gets an error or
+	// another status than wanted.
+	type op struct {
+		method, path string
+		body         func(worker, i int) []byte
+		want         int
+	}
+	ops := []op{
+		{"GET", "/api/instance", nil, 200},
+	}
+	// db
+	seed := c.must(t, 201, "POST", "/api/notes", []byte(`{"title":"seed","body":"read during the restart"}`), nil)
+	var seedNote struct {
+		ID int64 `json:"id"`
+	}
+	seed.decode(t, &seedNote)
+	ops = append(ops,
+		op{"POST", "/api/notes", func(w, i int) []byte {
+			return fmt.Appendf(nil, `{"title":"restart %d-%d","body":"written during the rolling restart"}`, w, i)
+		}, 201},
+		op{"GET", fmt.Sprintf("/api/notes/%d", seedNote.ID), nil, 200},
+		op{"PUT", fmt.Sprintf("/api/notes/%d", seedNote.ID), func(w, i int) []byte {
+			return fmt.Appendf(nil, `{"title":"seed","body":"updated by %d-%d"}`, w, i)
+		}, 200},
+	)
+	// blob
+	ops = append(ops, op{"PUT", "/api/files/restart/file", func(w, i int) []byte {
+		return fmt.Appendf(nil, "file written by %d-%d", w, i)
+	}, 201})
+
+	// The client loop: bounded in time and in count.
+	const workers = 4
+	const maxRequests = 20000
+	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer stop()
+	var sent, failed atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	var created []string // Location of every acknowledged POST
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil && sent.Load() < maxRequests; i++ {
+				o := ops[(w+i)%len(ops)]
+				var body []byte
+				if o.body != nil {
+					body = o.body(w, i)
+				}
+				sent.Add(1)
+				r, err := c.do(o.method, o.path, body, nil)
+				if err != nil || r.status != o.want {
+					failed.Add(1)
+					mu.Lock()
+					if err != nil {
+						failures = append(failures, fmt.Sprintf("%s %s: %v", o.method, o.path, err))
+					} else {
+						failures = append(failures, fmt.Sprintf("%s %s: %s", o.method, o.path, r))
+					}
+					mu.Unlock()
+				} else if o.method == "POST" {
+					mu.Lock()
+					created = append(created, r.header.Get("Location"))
+					mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+
+	began := time.Now()
+	time.Sleep(time.Second) // the loop runs against a steady cluster first
+	for _, a := range c.apps {
+		t0 := time.Now()
+		c.restart(t, a)
+		t.Logf("%s restarted and back in rotation after %v (sent %d, failed %d so far)",
+			a.name, time.Since(t0).Round(time.Millisecond), sent.Load(), failed.Load())
+	}
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+
+	record(fmt.Sprintf("rolling restart (%s): requests sent", c.lbKind), sent.Load())
+	record(fmt.Sprintf("rolling restart (%s): requests failed", c.lbKind), failed.Load())
+	record(fmt.Sprintf("rolling restart (%s): duration", c.lbKind), time.Since(began).Round(time.Millisecond))
+	t.Logf("rolling restart of %d instances through %s: %d requests sent, %d failed, in %v",
+		len(c.apps), c.lbKind, sent.Load(), failed.Load(), time.Since(began).Round(time.Millisecond))
+	if ctx.Err() == context.DeadlineExceeded {
+		t.Errorf("the rolling restart did not finish within the loop's time bound")
+	}
+	if n := failed.Load(); n > 0 {
+		if len(failures) > 20 {
+			failures = failures[:20]
+		}
+		t.Errorf("%d of %d requests failed during the rolling restart; the first:\n%s", n, sent.Load(), strings.Join(failures, "\n"))
+	}
+
+	// db: no acknowledged write was lost.
+	for _, loc := range created {
+		c.must(t, 200, "GET", loc, nil, nil)
+	}
+	t.Logf("all %d notes created during the restart read back", len(created))
+}

@@ -1,0 +1,212 @@
+// Command server runs the shop service.
+//
+//	server              serve HTTP (the default)
+//	server healthcheck  exit 0 when the local instance is ready (for Docker's
+//	                    HEALTHCHECK, which then needs no shell or curl)
+//	server migrate      apply database migrations and exit
+//
+// Settings come from environment variables; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"example.com/acme/shop/cache"
+	"example.com/acme/shop/config"
+	"example.com/acme/shop/httpapi"
+	"example.com/acme/shop/postgres"
+	"example.com/acme/shop/redis"
+	"example.com/acme/shop/worker"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "shop:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program. It returns when ctx is cancelled (SIGTERM) and
+// the server has drained, so tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	command := "serve"
+	if len(args) > 1 {
+		command = args[1]
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).
+		With("instance_id", cfg.InstanceID)
+
+	switch command {
+	case "serve":
+		return serve(ctx, cfg, log)
+	case "healthcheck":
+		return healthcheck(ctx, cfg)
+	case "migrate":
+		return migrate(ctx, cfg, log)
+	default:
+		return fmt.Errorf("unknown command %q (want: serve, healthcheck, migrate)", command)
+	}
+}
+
+// serve builds the dependencies, serves HTTP until ctx is done, then shuts
+// down in the order that loses no request.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	opts := httpapi.Options{
+		Logger:       log,
+		InstanceID:   cfg.InstanceID,
+		Version:      version,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+	}
+
+	// db: the pool is closed by the deferred Close after listenAndServe has
+	// drained, so no request in flight loses its connection.
+	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DBPoolSize)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log.Info("database pool", "pool_size", cfg.DBPoolSize)
+	if cfg.MigrateOnStart {
+		if _, err := db.Migrate(ctx, log); err != nil {
+			return err
+		}
+	}
+	opts.Checks = append(opts.Checks, httpapi.Check{Name: "postgres", Critical: true, Check: db.Ping})
+	opts.Notes = postgres.NewNoteStore(db)
+
+	// cache: Redis when REDIS_URL is set, else memory (single-node only;
+	// config refuses it in cluster mode). A Redis that fails only sends
+	// reads to the database, so its readiness check is not critical. Closed
+	// after the server drained (defers run in reverse order).
+	var noteCache cache.Cache = cache.NewMemory(cfg.CacheLocalSize, cfg.CacheTTL)
+	if cfg.RedisURL != "" {
+		rc, err := redis.New(redis.Options{URL: cfg.RedisURL, TTL: cfg.CacheTTL, LocalSize: cfg.CacheLocalSize, Logger: log})
+		if err != nil {
+			return err
+		}
+		noteCache = rc
+		opts.Checks = append(opts.Checks, httpapi.Check{Name: "redis", Critical: false, Check: rc.Check})
+	}
+	defer noteCache.Close()
+	opts.Cache = noteCache
+	log.Info("cache", "redis", cfg.RedisURL != "", "local_size", cfg.CacheLocalSize, "ttl", cfg.CacheTTL.String())
+
+	// worker: the elector competes for leadership and runs the scheduler
+	// while this instance leads. It stops as soon as shutdown starts (ctx),
+	// closing its connection, which releases the lock so another instance
+	// takes over at once; the deferred wait lets the cancelled jobs record
+	// their end before the pool closes (defers run in reverse order).
+	elector := postgres.NewElector(cfg.DatabaseURL, cfg.LeaderPoll, log)
+	runs := postgres.NewRunStore(db)
+	sched := worker.New(runs, cfg.InstanceID, cfg.WorkerInterval, log)
+	sched.Add(worker.PurgeRunsJob(runs, worker.DefaultRetention, log))
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan struct{})
+	go func() { defer close(workerDone); elector.Run(workerCtx, sched.Run) }()
+	defer func() {
+		stopWorker() // when serve returns early, ctx is not cancelled
+		select {
+		case <-workerDone:
+		case <-time.After(cfg.ShutdownTimeout):
+			log.Warn("worker: jobs did not stop within SHUTDOWN_TIMEOUT")
+		}
+	}()
+	log.Info("worker started", "interval", cfg.WorkerInterval.String(), "leader_poll", cfg.LeaderPoll.String())
+	opts.Leader, opts.JobRuns = elector, runs
+
+	// blob: a file store that fails makes only the file routes fail (503),
+	// so its readiness check is not critical.
+	files, closeFiles, err := openFiles(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeFiles()
+	opts.Files, opts.MaxFileBytes = files, cfg.MaxFileBytes
+	opts.Checks = append(opts.Checks, httpapi.Check{Name: "blob", Critical: false, Check: files.Check})
+
+	srv := httpapi.New(opts)
+	return listenAndServe(ctx, cfg, log, srv)
+}
+
+func listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, srv *httpapi.Server) error {
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "cluster_mode", cfg.Cluster)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Readiness goes 503 first and connections stop being kept alive, so
+	// the load balancer moves new requests elsewhere while this instance
+	// still answers the ones already on their way.
+	log.Info("draining", "delay", cfg.DrainDelay.String())
+	hs.SetKeepAlivesEnabled(false)
+	srv.Drain()
+	time.Sleep(cfg.DrainDelay)
+
+	// Then the listener closes and in-flight requests finish.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// healthcheck asks the instance on this host whether it is ready.
+func healthcheck(ctx context.Context, cfg config.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/acme/shop/testsupport"
+)
+
+// TestMain lets testsupport stop the servers the tests started.
+func TestMain(m *testing.M) { os.Exit(testsupport.Main(m)) }
+
+// unusedDatabaseURL satisfies the config of commands that never connect.
+const unusedDatabaseURL = "postgres://unused@127.0.0.1:1/unused"
+
+// instance is the service started in-process through run, as main would.
+type instance struct {
+	URL    string
+	cancel context.CancelFunc // what SIGTERM does
+	done   chan error
+	mu     sync.Mutex
+	lines  []string // JSON log lines written so far
+}
+
+// start runs the service with env (PORT=0 picks a free port) and waits for
+// its "listening" log line.
+func start(t *testing.T, env map[string]string) *instance {
+	t.Helper()
+	// db: a fresh database per instance, unless the test shares one
+	// between instances by setting DATABASE_URL itself.
+	if _, ok := env["DATABASE_URL"]; !ok {
+		withDB := map[string]string{"DATABASE_URL": testsupport.Postgres(t)}
+		maps.Copy(withDB, env)
+		env = withDB
+	}
+	// blob: files in a temporary directory, not in ./data/blobs here.
+	if _, ok := env["BLOB_DIR"]; !ok {
+		withDir := map[string]string{"BLOB_DIR": t.TempDir()}
+		maps.Copy(withDir, env)
+		env = withDir
+	}
+	getenv := func(k string) string {
+		if k == "PORT" && env[k] == "" {
+			return "0"
+		}
+		return env[k]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	in := &instance{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		in.done <- run(ctx, []string{"server"}, getenv, pw, io.Discard)
+		pw.Close()
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			in.mu.Lock()
+			in.lines = append(in.lines, line)
+			in.mu.Unlock()
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
+				addr <- l.Addr
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		in.URL = "http://127.0.0.1:" + a[strings.LastIndex(a, ":")+1:]
+	case err := <-in.done:
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no listening log line after 30s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-in.done
+	})
+	return in
+}
+
+func (in *instance) logs() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]string(nil), in.lines...)
+}
+
+func get(t *testing.T, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestServeBasics(t *testing.T) {
+	in := start(t, map[string]string{"INSTANCE_ID": "test-1", "SHUTDOWN_DRAIN_DELAY": "0s"})
+
+	resp, body := get(t, in.URL+"/healthz")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(t, in.URL+"/readyz")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(t, in.URL+"/api/instance", "X-Request-ID", "req-42")
+	var got struct {
+		InstanceID string `json:"instance_id"`
+		Version    string `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || got.InstanceID != "test-1" {
+		t.Fatalf("/api/instance = %s (%v), want instance_id test-1", body, err)
+	}
+	if h := resp.Header.Get("X-Instance-ID"); h != "test-1" {
+		t.Errorf("X-Instance-ID = %q, want test-1", h)
+	}
+	if h := resp.Header.Get("X-Request-ID"); h != "req-42" {
+		t.Errorf("X-Request-ID = %q, want the client's req-42 echoed", h)
+	}
+
+	// Every log line is JSON and carries the instance id; the request line
+	// carries the client's request id.
+	found := false
+	for _, line := range in.logs() {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if l["instance_id"] != "test-1" {
+			t.Errorf("log line without instance_id: %s", line)
+		}
+		if l["msg"] == "request" && l["request_id"] == "req-42" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no request log line with request_id req-42 in %q", in.logs())
+	}
+}
+
+func TestErrorsAreJSON(t *testing.T) {
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s"})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/nope", 404, "not_found"},
+		{"POST", "/healthz", 405, "method_not_allowed"},
+	} {
+		req, _ := http.NewRequest(tc.method, in.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error     struct{ Code, Message string }
+			RequestID string `json:"request_id"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != tc.status || body.Error.Code != tc.code || body.RequestID == "" {
+			t.Errorf("%s %s: %d %+v (%v), want %d %s with a request id", tc.method, tc.path, resp.StatusCode, body, err, tc.status, tc.code)
+		}
+	}
+}
+
+// TestGracefulShutdown checks the order that loses no request: readiness
+// turns 503 first, a request in flight still completes, then run returns nil.
+func TestGracefulShutdown(t *testing.T) {
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "500ms"})
+	in.cancel()
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for {
+		resp, _ := get(t, in.URL+"/readyz")
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if !resp.Close {
+				t.Errorf("draining response without Connection: close")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d while draining", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Still draining: requests are served.
+	if resp, body := get(t, in.URL+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("/healthz while draining: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case err := <-in.done:
+		if err != nil {
+			t.Fatalf("run after SIGTERM: %v, want nil (exit 0)", err)
+		}
+		in.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after drain")
+	}
+}
+
+func TestHealthcheckCommand(t *testing.T) {
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s"})
+	port := in.URL[strings.LastIndex(in.URL, ":")+1:]
+	getenv := func(k string) string {
+		if k == "PORT" {
+			return port
+		}
+		if k == "DATABASE_URL" {
+			return unusedDatabaseURL
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"server", "healthcheck"}, getenv, io.Discard, io.Discard); err != nil {
+		t.Fatalf("healthcheck of a ready instance: %v", err)
+	}
+	in.cancel()
+	<-in.done
+	in.done <- nil
+	if err := run(context.Background(), []string{"server", "healthcheck"}, getenv, io.Discard, io.Discard); err == nil {
+		t.Fatal("healthcheck of a stopped instance succeeded")
+	}
+}
+
+func TestBadConfigNamesTheVariable(t *testing.T) {
+	env := map[string]string{"PORT": "99999"}
+	err := run(context.Background(), []string{"server"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PORT") {
+		t.Fatalf("run with PORT=99999: %v, want an error naming PORT", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return unusedDatabaseURL
+		}
+		return ""
+	}
+	err := run(context.Background(), []string{"server", "bogus"}, getenv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Fatalf("run bogus: %v", err)
+	}
+}

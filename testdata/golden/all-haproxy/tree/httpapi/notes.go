@@ -1,0 +1,205 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+
+	"example.com/acme/shop/notes"
+)
+
+// Page sizes of GET /api/notes.
+const (
+	defaultNotesLimit = 20
+	maxNotesLimit     = 100
+)
+
+func (s *Server) notesRoutes() {
+	if s.opts.Notes == nil {
+		return
+	}
+	s.mux.HandleFunc("POST /api/notes", s.createNote)
+	s.mux.HandleFunc("GET /api/notes", s.listNotes)
+	s.mux.HandleFunc("GET /api/notes/{id}", s.getNote)
+	s.mux.HandleFunc("PUT /api/notes/{id}", s.updateNote)
+	s.mux.HandleFunc("DELETE /api/notes/{id}", s.deleteNote)
+}
+
+// loadNote reads the note that GET /api/notes/{id} returns, cache-aside
+// when a cache is set. source says where it came from (local, redis or
+// miss) and is sent as X-Cache when not empty.
+func (s *Server) loadNote(ctx context.Context, id int64) (note notes.Note, source string, err error) {
+	if s.opts.Cache != nil {
+		return s.cachedNote(ctx, id)
+	}
+	note, err = s.opts.Notes.Get(ctx, id)
+	return note, "", err
+}
+
+// noteChanged runs after every update or delete of the note, before the
+// response is written, whatever the outcome: a write that failed or timed
+// out may still have committed. It invalidates the note on every instance.
+// ctx outlives the client, so an invalidation is not cut short by a client
+// that hung up.
+func (s *Server) noteChanged(ctx context.Context, id int64) {
+	if s.opts.Cache != nil {
+		s.invalidateNote(ctx, id)
+	}
+}
+
+func (s *Server) createNote(w http.ResponseWriter, r *http.Request) {
+	in, ok := readNoteInput(w, r)
+	if !ok {
+		return
+	}
+	note, err := s.opts.Notes.Create(r.Context(), in)
+	if err != nil {
+		noteError(w, r, "create", 0, err)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/notes/%d", note.ID))
+	writeJSON(w, http.StatusCreated, note)
+}
+
+// notePage is one page of GET /api/notes. NextAfter is the after value of
+// the next page, omitted on the last one.
+type notePage struct {
+	Notes     []notes.Note `json:"notes"`
+	NextAfter int64        `json:"next_after,omitempty"`
+}
+
+func (s *Server) listNotes(w http.ResponseWriter, r *http.Request) {
+	after, err := queryInt(r, "after", 0, 0, math.MaxInt64)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	limit, err := queryInt(r, "limit", defaultNotesLimit, 1, maxNotesLimit)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	// One more than asked tells whether a next page exists without a
+	// count(*) or a last empty page.
+	list, err := s.opts.Notes.List(r.Context(), after, int(limit)+1)
+	if err != nil {
+		noteError(w, r, "list", 0, err)
+		return
+	}
+	page := notePage{Notes: list}
+	if len(list) > int(limit) {
+		page.Notes = list[:limit]
+		page.NextAfter = page.Notes[limit-1].ID
+	}
+	if page.Notes == nil {
+		page.Notes = []notes.Note{} // [] rather than null
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) getNote(w http.ResponseWriter, r *http.Request) {
+	id, ok := noteID(w, r)
+	if !ok {
+		return
+	}
+	note, source, err := s.loadNote(r.Context(), id)
+	if source != "" {
+		w.Header().Set("X-Cache", source)
+	}
+	if err != nil {
+		noteError(w, r, "get", id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, note)
+}
+
+func (s *Server) updateNote(w http.ResponseWriter, r *http.Request) {
+	id, ok := noteID(w, r)
+	if !ok {
+		return
+	}
+	in, ok := readNoteInput(w, r)
+	if !ok {
+		return
+	}
+	note, err := s.opts.Notes.Update(r.Context(), id, in)
+	s.noteChanged(context.WithoutCancel(r.Context()), id)
+	if err != nil {
+		noteError(w, r, "update", id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, note)
+}
+
+func (s *Server) deleteNote(w http.ResponseWriter, r *http.Request) {
+	id, ok := noteID(w, r)
+	if !ok {
+		return
+	}
+	err := s.opts.Notes.Delete(r.Context(), id)
+	s.noteChanged(context.WithoutCancel(r.Context()), id)
+	if err != nil {
+		noteError(w, r, "delete", id, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readNoteInput decodes and validates a note body, answering 400 or 413
+// itself when it is not acceptable.
+func readNoteInput(w http.ResponseWriter, r *http.Request) (notes.Input, bool) {
+	var in notes.Input
+	if err := readJSON(r, &in); err != nil {
+		writeBodyError(w, r, err)
+		return in, false
+	}
+	if err := in.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return in, false
+	}
+	return in, true
+}
+
+// noteID parses the {id} of the path, answering 400 when it is not a
+// positive whole number.
+func noteID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, r, http.StatusBadRequest, "bad_request",
+			fmt.Sprintf("note id %q: want a positive whole number", r.PathValue("id")))
+		return 0, false
+	}
+	return id, true
+}
+
+// queryInt reads an optional whole-number query parameter within [min, max].
+func queryInt(r *http.Request, name string, def, min, max int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min || n > max {
+		return 0, fmt.Errorf("query parameter %s=%q: want a whole number from %d to %d", name, v, min, max)
+	}
+	return n, nil
+}
+
+// noteError answers a store error: 404 for a missing note, 400 for input
+// the store refused, and otherwise 500 with the cause logged but never
+// shown, since it may hold SQL or connection details.
+func noteError(w http.ResponseWriter, r *http.Request, op string, id int64, err error) {
+	var invalid *notes.ValidationError
+	switch {
+	case errors.Is(err, notes.ErrNotFound):
+		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("note %d not found", id))
+	case errors.As(err, &invalid):
+		writeError(w, r, http.StatusBadRequest, "bad_request", invalid.Error())
+	default:
+		logger(r.Context()).Error("notes store failed", "op", op, "note_id", id, "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "internal error")
+	}
+}

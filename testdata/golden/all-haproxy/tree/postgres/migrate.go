@@ -1,0 +1,153 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver goose runs on
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// migrationFiles are the schema changes, applied in version order. Every
+// feature that needs tables adds the next numbered file here (the worker
+// adds 00002_job_runs.sql); the pattern picks new files up with no code
+// change. A file that was applied anywhere must never be edited: add a new
+// one instead.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	return sub
+}
+
+// Applied is one migration that this call applied.
+type Applied struct {
+	Version  int64
+	File     string
+	Duration time.Duration
+}
+
+// Migrate applies the embedded migrations; see the package function Migrate.
+func (db *DB) Migrate(ctx context.Context, log *slog.Logger) ([]Applied, error) {
+	return Migrate(ctx, db.url, Migrations(), log)
+}
+
+// migrationLock makes instances that start together apply each migration
+// exactly once: goose takes it (through WithSessionLocker) on the connection
+// it migrates on, re-reads the applied versions under it, and applies only
+// what is still pending; the others wait, then find nothing left to do.
+// It is a session-level advisory lock, so PostgreSQL drops it by itself when
+// a migrating process dies: it never sticks.
+//
+// Why not goose's own lock.NewPostgresSessionLocker: it polls
+// pg_try_advisory_lock at a constant period counted in whole seconds (5 s by
+// default, 1 s at least). Instances started together poll in step, so at
+// each tick one of them wins and the rest collide again: with the 1 s
+// minimum, 8 instances measured 2 to 5 s, a second per loser in the worst
+// case. This locker waits in PostgreSQL's own lock queue instead
+// (pg_advisory_lock), which wakes the next waiter the moment the lock is
+// released: no polling, and 8 instances settle in about 1 s on an empty
+// database (that second is goose creating its version table, which it
+// retries once a second when instances race to create it) and in the time
+// of the migration itself afterwards. It uses goose's lock id, so it also
+// excludes a goose tool migrating with goose's locker.
+type migrationLock struct{}
+
+var _ lock.SessionLocker = migrationLock{}
+
+// lockWait bounds the wait for another instance's migration, as goose's
+// default does (5 min); past it the instance fails to start with an error
+// instead of hanging. Longer migrations belong in the migrate command.
+const lockWait = 5 * time.Minute
+
+func (migrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, lockWait)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", lock.DefaultLockID); err != nil {
+		return fmt.Errorf("wait for the migration lock: %w", err)
+	}
+	return nil
+}
+
+func (migrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	var unlocked bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1)", lock.DefaultLockID).Scan(&unlocked); err != nil {
+		return fmt.Errorf("release the migration lock: %w", err)
+	}
+	if !unlocked {
+		return errors.New("release the migration lock: it was not held")
+	}
+	return nil
+}
+
+// Migrate applies the pending migrations of fsys to the database at url,
+// under the migration lock, and logs each one it applied. It opens a
+// database/sql handle of its own for goose and closes it before returning.
+// It returns what this call applied: nothing when another instance got there
+// first or the schema is current.
+func Migrate(ctx context.Context, url string, fsys fs.FS, log *slog.Logger) ([]Applied, error) {
+	start := time.Now()
+	sqlDB, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: open database: %w", err)
+	}
+	defer sqlDB.Close()
+	// One connection holds the lock and runs the SQL migrations; goose runs
+	// a Go migration, should one be added, on a second. Capped so that a
+	// storm of instances starting together costs the server at most two
+	// connections each on top of their pools.
+	sqlDB.SetMaxOpenConns(2)
+
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys,
+		goose.WithSessionLocker(migrationLock{}),
+		// Only the files in fsys, not Go migrations a dependency might
+		// have registered globally.
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+
+	results, err := provider.Up(ctx)
+	var partial *goose.PartialError
+	if errors.As(err, &partial) {
+		// The migrations before the failed one were applied (each in its
+		// own transaction) and are reported as such.
+		results = partial.Applied
+	}
+	applied := make([]Applied, 0, len(results))
+	for _, r := range results {
+		a := Applied{Version: r.Source.Version, File: r.Source.Path, Duration: r.Duration}
+		applied = append(applied, a)
+		log.Info("migration applied", "version", a.Version, "file", a.File,
+			"duration_ms", float64(a.Duration.Microseconds())/1000)
+	}
+	if partial != nil && partial.Failed != nil {
+		return applied, fmt.Errorf("migrate: version %d (%s): %w",
+			partial.Failed.Source.Version, partial.Failed.Source.Path, partial.Err)
+	}
+	if err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
+	}
+
+	version, err := provider.GetDBVersion(ctx)
+	if err != nil {
+		return applied, fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	log.Info("migrations done", "applied", len(applied), "schema_version", version,
+		"duration_ms", float64(time.Since(start).Microseconds())/1000)
+	return applied, nil
+}

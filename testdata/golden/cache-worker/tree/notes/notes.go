@@ -1,0 +1,83 @@
+// Package notes is the domain of the notes API: the Note type, the rules a
+// note must follow, and the Store interface that a database implements.
+// It imports no database code, so handlers and tests depend on it alone.
+package notes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Note is one note as stored and as sent to clients.
+type Note struct {
+	ID        int64     `json:"id"`
+	Title     string    `json:"title"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ErrNotFound is returned by a Store when no note has the id.
+var ErrNotFound = errors.New("note not found")
+
+// Limits of a note's fields, counted in characters (runes), not bytes.
+const (
+	MaxTitle = 200
+	MaxBody  = 10000
+)
+
+// Input is what a client sends to create or replace a note.
+type Input struct {
+	Title string `json:"title"`
+	Body  string `json:"body"`
+}
+
+// ValidationError says which field of an Input is invalid and why.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + " " + e.Message }
+
+// Validate checks the input against the rules of a note. The error is a
+// *ValidationError whose message names the field, fit to show the client.
+func (in Input) Validate() error {
+	switch n := utf8.RuneCountInString(in.Title); {
+	case strings.TrimSpace(in.Title) == "":
+		return &ValidationError{"title", "must not be empty"}
+	case n > MaxTitle:
+		return &ValidationError{"title", fmt.Sprintf("must be at most %d characters (got %d)", MaxTitle, n)}
+	}
+	if n := utf8.RuneCountInString(in.Body); n > MaxBody {
+		return &ValidationError{"body", fmt.Sprintf("must be at most %d characters (got %d)", MaxBody, n)}
+	}
+	// PostgreSQL text refuses invalid UTF-8 and NUL bytes; catching them
+	// here turns what would be a 500 into a 400 that names the field.
+	for _, f := range []struct{ name, value string }{
+		{"title", in.Title},
+		{"body", in.Body},
+	} {
+		if !utf8.ValidString(f.value) || strings.ContainsRune(f.value, 0) {
+			return &ValidationError{f.name, "must be valid UTF-8 text without NUL characters"}
+		}
+	}
+	return nil
+}
+
+// Store keeps notes. Implementations are safe for concurrent use.
+type Store interface {
+	Create(ctx context.Context, in Input) (Note, error)
+	// Get, Update and Delete return ErrNotFound when no note has the id.
+	Get(ctx context.Context, id int64) (Note, error)
+	Update(ctx context.Context, id int64, in Input) (Note, error)
+	Delete(ctx context.Context, id int64) error
+	// List returns up to limit notes with id > after, in id order: keyset
+	// pagination, so pages stay stable and cheap however deep the client
+	// goes. Pass the last id of one page as after to get the next.
+	List(ctx context.Context, after int64, limit int) ([]Note, error)
+}

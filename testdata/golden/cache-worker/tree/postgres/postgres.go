@@ -1,0 +1,65 @@
+// Package postgres holds everything that talks to PostgreSQL: the pgx
+// connection pool, the goose migrations run under a lock, and the
+// implementation of notes.Store.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DB is the connection pool of one instance.
+type DB struct {
+	pool *pgxpool.Pool
+	url  string // kept for the migration's own database/sql handle
+}
+
+// Open connects a pool of at most poolSize connections and checks that the
+// server answers. Every instance opens its own pool, so the connections a
+// deployment needs are replicas x poolSize; see the README for the sizing
+// rule.
+func Open(ctx context.Context, url string, poolSize int) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx redacts the password in its parse errors.
+		return nil, fmt.Errorf("postgres: DATABASE_URL: %w", err)
+	}
+	cfg.MaxConns = int32(poolSize)
+	// No idle connections are held open on purpose: an instance that is not
+	// busy gives its share of max_connections back to the others.
+	cfg.MinConns = 0
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	// The health check closes connections the server or a proxy dropped
+	// before a request picks them up.
+	cfg.HealthCheckPeriod = 30 * time.Second
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open pool: %w", err)
+	}
+	db := &DB{pool: pool, url: url}
+	if err := db.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Ping checks that a connection can be had and the server answers. It is
+// the readiness check of the instance.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Close waits for connections in use to be returned, then closes them all.
+func (db *DB) Close() { db.pool.Close() }
+
+// Pool gives other packages of the service (the worker) the shared pool.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }

@@ -1,0 +1,322 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"example.com/jobs/postgres"
+	"example.com/jobs/testsupport"
+	"example.com/jobs/worker"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// migrated returns the URL of a fresh database with the schema applied.
+func migrated(t *testing.T) string {
+	t.Helper()
+	url := testsupport.Postgres(t)
+	if _, err := postgres.Migrate(context.Background(), url, postgres.Migrations(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// instance opens its own pool, as a separate process would.
+func instance(t *testing.T, url string) *postgres.RunStore {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return postgres.NewRunStore(db)
+}
+
+// counter is a job that counts its runs per instance.
+type counter struct {
+	mu   sync.Mutex
+	runs map[string]int
+}
+
+func (c *counter) job(instance string) worker.Job {
+	return worker.Job{Name: "count", Run: func(ctx context.Context) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.runs == nil {
+			c.runs = map[string]int{}
+		}
+		c.runs[instance]++
+		return nil
+	}}
+}
+
+func psql(t *testing.T, url, sql string) string { return testsupport.PSQL(t, url, sql) }
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
+
+// assertOneRunPerSlot checks the invariant on the table itself.
+func assertOneRunPerSlot(t *testing.T, url string) {
+	t.Helper()
+	if dups := psql(t, url, `SELECT job, slot, count(*) FROM job_runs
+		GROUP BY job, slot HAVING count(*) > 1`); dups != "" {
+		t.Errorf("slots run more than once:\n%s", dups)
+	}
+}
+
+func TestSlot(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	for _, tc := range []struct {
+		interval time.Duration
+		want     time.Time
+	}{
+		{time.Minute, time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)},
+		{time.Hour, time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
+		// 7s does not divide a day: the slot counts from the unix epoch.
+		{7 * time.Second, time.Unix(at.Unix()-at.Unix()%7, 0).UTC()},
+	} {
+		if got := worker.Slot(at, tc.interval); !got.Equal(tc.want) {
+			t.Errorf("Slot(%s, %s) = %s, want %s", at, tc.interval, got, tc.want)
+		}
+		if got := worker.Slot(at.In(time.FixedZone("X", 5*3600)), tc.interval); !got.Equal(tc.want) {
+			t.Errorf("Slot depends on the time zone: %s", got)
+		}
+	}
+}
+
+// TestFenceTwoLeaders simulates the case the elector cannot fully exclude:
+// two instances that both believe they lead. Both schedulers run the whole
+// time and try every slot; the unique (job, slot) key lets exactly one of
+// them run each slot.
+func TestFenceTwoLeaders(t *testing.T) {
+	url := migrated(t)
+	const interval = 200 * time.Millisecond
+	var c counter
+	scheds := []*worker.Scheduler{
+		worker.New(instance(t, url), "a", interval, quiet),
+		worker.New(instance(t, url), "b", interval, quiet),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*interval+interval/2)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, s := range scheds {
+		s.Add(c.job(s2name(i)))
+		wg.Go(func() { s.Run(ctx) })
+	}
+	wg.Wait()
+
+	assertOneRunPerSlot(t, url)
+	rows := atoi(t, psql(t, url, "SELECT count(*) FROM job_runs"))
+	var ran, fenced int64
+	for _, s := range scheds {
+		ran += s.Ran()
+		fenced += s.Fenced()
+	}
+	t.Logf("two always-leaders, %s interval: %d slots run (a %d, b %d), %d attempts fenced off",
+		interval, rows, c.runs["a"], c.runs["b"], fenced)
+	if int64(rows) != ran || c.runs["a"]+c.runs["b"] != rows {
+		t.Errorf("rows %d, claimed runs %d, job executions %v: want all equal", rows, ran, c.runs)
+	}
+	// Both tried every slot, so nearly every slot was fenced once.
+	if fenced < int64(rows)-2 || rows < 8 {
+		t.Errorf("%d slots, %d fenced attempts: want both schedulers to contend for every slot", rows, fenced)
+	}
+}
+
+func s2name(i int) string { return string(rune('a' + i)) }
+
+// TestThreeInstancesWithElection runs the real thing: three instances, each
+// with its elector and scheduler, a short interval, and the leader's lock
+// connection killed twice. Every slot runs at most once, slots go on being
+// run across takeovers, and the new leaders' attempts at a slot the old
+// leader had already run are fenced.
+func TestThreeInstancesWithElection(t *testing.T) {
+	url := migrated(t)
+	const (
+		interval = 200 * time.Millisecond
+		poll     = 100 * time.Millisecond
+	)
+	var c counter
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var scheds []*worker.Scheduler
+	var electors []*postgres.Elector
+	for i := range 3 {
+		name := s2name(i)
+		s := worker.New(instance(t, url), name, interval, quiet)
+		s.Add(c.job(name))
+		e := postgres.NewElector(url, poll, quiet)
+		scheds, electors = append(scheds, s), append(electors, e)
+		wg.Go(func() { e.Run(ctx, s.Run) })
+	}
+	stopAll := func() { cancel(); wg.Wait() }
+	defer stopAll()
+
+	admin, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for range 2 {
+		time.Sleep(1500 * time.Millisecond)
+		var pid uint32
+		err := admin.QueryRow(ctx, `SELECT pg_terminate_backend(pid), pid FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND objsubid = 1
+			  AND (classid::bigint << 32) | objid::bigint = $1`, postgres.LeaderLockKey).Scan(nil, &pid)
+		if err != nil {
+			t.Fatalf("kill the leader: %v", err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	stopAll()
+
+	assertOneRunPerSlot(t, url)
+	var fenced int64
+	for _, s := range scheds {
+		fenced += s.Fenced()
+	}
+	byInstance := psql(t, url, `SELECT instance_id || '=' || count(*) FROM job_runs
+		GROUP BY instance_id ORDER BY 1`)
+	slots := atoi(t, psql(t, url, "SELECT count(*) FROM job_runs"))
+	span := psql(t, url, fmt.Sprintf(`SELECT round(extract(epoch FROM max(slot) - min(slot)) * 1000 / %d)::int + 1
+		FROM job_runs`, interval.Milliseconds()))
+	missing := atoi(t, span) - slots
+	t.Logf("3 instances, %s interval, %s poll, 2 leader kills: %d slots run (%s), %d missing, %d attempts fenced off",
+		interval, poll, slots, strings.ReplaceAll(byInstance, "\n", " "), missing, fenced)
+	if strings.Count(byInstance, "=") < 2 {
+		t.Errorf("runs by instance %q: want the work to move to another leader after a kill", byInstance)
+	}
+	// A takeover takes about one poll, less than an interval, and a new
+	// leader runs the current slot at once: no slot should be lost. Allow
+	// one for a slow machine.
+	if missing > 1 {
+		t.Errorf("%d slots were not run", missing)
+	}
+}
+
+// TestStepDownCancelsRunningJob: when the leader loses its lock, the job it
+// is running sees its context cancelled, and the run is recorded as ended
+// with that error.
+func TestStepDownCancelsRunningJob(t *testing.T) {
+	url := migrated(t)
+	s := worker.New(instance(t, url), "a", time.Minute, quiet)
+	started := make(chan struct{}, 1)
+	s.Add(worker.Job{Name: "block", Run: func(ctx context.Context) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	e := postgres.NewElector(url, 100*time.Millisecond, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx, s.Run) }()
+	defer func() { cancel(); <-done }()
+
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job did not start")
+	}
+	killed := time.Now()
+	psql(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = 'leader-elector'`)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := psql(t, url, "SELECT coalesce(error, '') FROM job_runs WHERE finished_at IS NOT NULL"); got != "" {
+			if !strings.Contains(got, "context canceled") {
+				t.Fatalf("run error = %q, want context canceled", got)
+			}
+			t.Logf("job cancelled and recorded %s after the leader's connection was killed", time.Since(killed))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the running job was not cancelled after the leader lost its lock")
+}
+
+// TestRunErrorsRecorded: failing and panicking jobs are recorded with their
+// error; the scheduler survives both.
+func TestRunErrorsRecorded(t *testing.T) {
+	url := migrated(t)
+	s := worker.New(instance(t, url), "a", time.Minute, quiet)
+	s.Add(worker.Job{Name: "fails", Run: func(context.Context) error { return errors.New("disk full") }})
+	s.Add(worker.Job{Name: "panics", Run: func(context.Context) error { panic("boom") }})
+	s.Add(worker.Job{Name: "works", Run: func(context.Context) error { return nil }})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	s.Run(ctx)
+
+	got := psql(t, url, `SELECT job || ':' || instance_id || ':' || (finished_at IS NOT NULL) || ':' || coalesce(error, '-')
+		FROM job_runs ORDER BY job`)
+	want := "fails:a:true:disk full\npanics:a:true:job panicked: boom\nworks:a:true:-"
+	if got != want {
+		t.Errorf("job_runs:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestPurgeRunsJob deletes runs older than the retention and keeps the rest.
+func TestPurgeRunsJob(t *testing.T) {
+	url := migrated(t)
+	store := instance(t, url)
+	psql(t, url, `INSERT INTO job_runs (job, slot, instance_id)
+		SELECT 'old', now() - make_interval(days => d), 'a' FROM generate_series(2, 9) d;
+		INSERT INTO job_runs (job, slot, instance_id) VALUES ('new', now(), 'a')`)
+	job := worker.PurgeRunsJob(store, 24*time.Hour, quiet)
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := psql(t, url, "SELECT string_agg(job, ',') FROM job_runs"); got != "new" {
+		t.Errorf("left after purge: %q, want only the recent run", got)
+	}
+}
+
+// TestRecentRuns checks the store's listing: latest slot first, limit, and
+// the unfinished and failed shapes.
+func TestRecentRuns(t *testing.T) {
+	url := migrated(t)
+	store := instance(t, url)
+	ctx := context.Background()
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		slot := base.Add(time.Duration(i) * time.Minute)
+		if won, err := store.ClaimRun(ctx, "j", slot, "a"); err != nil || !won {
+			t.Fatalf("claim %s: %v %v", slot, won, err)
+		}
+		if i < 2 {
+			var runErr error
+			if i == 1 {
+				runErr = errors.New("failed")
+			}
+			if err := store.FinishRun(ctx, "j", slot, runErr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if won, err := store.ClaimRun(ctx, "j", base, "b"); err != nil || won {
+		t.Fatalf("second claim of a slot = %v, %v; want false", won, err)
+	}
+	runs, err := store.RecentRuns(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || !runs[0].Slot.Equal(base.Add(2*time.Minute)) || runs[0].FinishedAt != nil ||
+		runs[1].Error != "failed" || runs[1].FinishedAt == nil || runs[1].InstanceID != "a" {
+		t.Errorf("RecentRuns(2) = %+v", runs)
+	}
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	neturl "net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/acme/notes/testsupport"
+)
+
+// call sends a request with an optional JSON body and returns the status
+// and the body.
+func call(t *testing.T, method, url, body string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// logged reports whether a JSON log line has msg and every key=value given.
+func logged(lines []string, msg string, kv ...any) bool {
+	for _, line := range lines {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil || l["msg"] != msg {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if fmt.Sprint(l[kv[i].(string)]) != fmt.Sprint(kv[i+1]) {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNotesRoundTrip(t *testing.T) {
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s", "DB_POOL_SIZE": "7"})
+	if !logged(in.logs(), "database pool", "pool_size", 7) {
+		t.Errorf("no start-up log line with the pool size in %q", in.logs())
+	}
+	if !logged(in.logs(), "migration applied", "version", 1, "file", "00001_notes.sql") {
+		t.Errorf("no log line for the migration applied at start in %q", in.logs())
+	}
+	resp, body := call(t, "GET", in.URL+"/readyz", "")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"name":"postgres","ok":true,"critical":true`) {
+		t.Fatalf("/readyz = %d %s, want 200 with a critical postgres check", resp.StatusCode, body)
+	}
+
+	resp, body = call(t, "POST", in.URL+"/api/notes", `{"title":"round trip","body":"héllo"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	var note struct {
+		ID    int64  `json:"id"`
+		Title string `json:"title"`
+		Body  string `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(body), &note); err != nil || note.ID <= 0 {
+		t.Fatalf("POST body %s (%v)", body, err)
+	}
+	loc := resp.Header.Get("Location")
+	if loc != fmt.Sprintf("/api/notes/%d", note.ID) {
+		t.Fatalf("Location = %q", loc)
+	}
+
+	if resp, body = call(t, "GET", in.URL+loc, ""); resp.StatusCode != 200 || !strings.Contains(body, `"body":"héllo"`) {
+		t.Fatalf("GET: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "PUT", in.URL+loc, `{"title":"changed","body":""}`); resp.StatusCode != 200 || !strings.Contains(body, `"title":"changed"`) {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "GET", in.URL+"/api/notes?limit=1", ""); resp.StatusCode != 200 ||
+		!strings.Contains(body, `"title":"changed"`) || strings.Contains(body, "next_after") {
+		t.Fatalf("GET list: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "DELETE", in.URL+loc, ""); resp.StatusCode != 204 {
+		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "GET", in.URL+loc, ""); resp.StatusCode != 404 || !strings.Contains(body, `"not_found"`) {
+		t.Fatalf("GET after DELETE: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "POST", in.URL+"/api/notes", `{"title":`); resp.StatusCode != 400 {
+		t.Fatalf("POST malformed: %d %s", resp.StatusCode, body)
+	}
+}
+
+// The postgres check is critical: when the database refuses connections the
+// instance reports unready (the load balancer stops sending it requests),
+// and it recovers by itself when the database is back.
+func TestReadinessFollowsPostgres(t *testing.T) {
+	url := testsupport.Postgres(t)
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s", "DATABASE_URL": url})
+
+	// A database cannot shut itself out, so the switch is thrown from the
+	// server's maintenance database.
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	allow := func(b bool) {
+		testsupport.PSQL(t, u.String(), fmt.Sprintf(`ALTER DATABASE "%s" ALLOW_CONNECTIONS %v`, name, b))
+	}
+	allow(false)
+	t.Cleanup(func() { allow(true) })
+	testsupport.PSQL(t, u.String(), fmt.Sprintf(`SELECT count(pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE datname = '%s'`, name))
+	resp, body := call(t, "GET", in.URL+"/readyz", "")
+	if resp.StatusCode != 503 || !strings.Contains(body, `"failing":["postgres"]`) {
+		t.Fatalf("/readyz with the database down = %d %s, want 503 naming postgres", resp.StatusCode, body)
+	}
+	if resp, body = call(t, "GET", in.URL+"/api/notes/1", ""); resp.StatusCode != 500 || strings.Contains(body, "SQLSTATE") {
+		t.Fatalf("GET note with the database down = %d %s, want a 500 that hides the cause", resp.StatusCode, body)
+	}
+
+	allow(true)
+	if resp, body = call(t, "GET", in.URL+"/readyz", ""); resp.StatusCode != 200 {
+		t.Fatalf("/readyz after the database came back = %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	url := testsupport.Postgres(t)
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return url
+		}
+		return ""
+	}
+	migrateOnce := func() []string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"server", "migrate"}, getenv, &out, io.Discard); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		return strings.Split(strings.TrimSpace(out.String()), "\n")
+	}
+
+	first := migrateOnce()
+	if !logged(first, "migration applied", "version", 1, "file", "00001_notes.sql") {
+		t.Fatalf("first migrate logged %q, want 00001_notes.sql applied", first)
+	}
+	if got := testsupport.PSQL(t, url, `SELECT to_regclass('public.notes') IS NOT NULL`); got != "t" {
+		t.Fatal("no notes table after migrate")
+	}
+	second := migrateOnce()
+	if logged(second, "migration applied") || !logged(second, "migrations done", "applied", 0) {
+		t.Fatalf("second migrate logged %q, want nothing applied", second)
+	}
+
+	// With MIGRATE_ON_START=false, serve applies nothing itself.
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s", "DATABASE_URL": url, "MIGRATE_ON_START": "false"})
+	if logged(in.logs(), "migrations done") {
+		t.Errorf("serve migrated with MIGRATE_ON_START=false: %q", in.logs())
+	}
+	if resp, body := call(t, "POST", in.URL+"/api/notes", `{"title":"x"}`); resp.StatusCode != 201 {
+		t.Fatalf("POST after migrate command: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestStartFailsWithoutDatabase(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": unusedDatabaseURL, "PORT": "0"}
+	t0 := time.Now()
+	err := run(context.Background(), []string{"server"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "postgres") {
+		t.Fatalf("run with no database: %v, want an error naming postgres", err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("took %v to give up", d)
+	}
+}

@@ -1,0 +1,335 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/acme/notes/notes"
+)
+
+// memNotes is a notes.Store in memory for handler tests; the PostgreSQL
+// store has its own tests against a real server.
+type memNotes struct {
+	mu    sync.Mutex
+	next  int64
+	notes map[int64]notes.Note
+	fail  error // returned by every call when set
+}
+
+func newMemNotes() *memNotes { return &memNotes{notes: map[int64]notes.Note{}} }
+
+func (m *memNotes) Create(_ context.Context, in notes.Input) (notes.Note, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return notes.Note{}, m.fail
+	}
+	m.next++
+	now := time.Now().UTC()
+	n := notes.Note{ID: m.next, Title: in.Title, Body: in.Body, CreatedAt: now, UpdatedAt: now}
+	m.notes[n.ID] = n
+	return n, nil
+}
+
+func (m *memNotes) Get(_ context.Context, id int64) (notes.Note, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return notes.Note{}, m.fail
+	}
+	n, ok := m.notes[id]
+	if !ok {
+		return notes.Note{}, notes.ErrNotFound
+	}
+	return n, nil
+}
+
+func (m *memNotes) Update(_ context.Context, id int64, in notes.Input) (notes.Note, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return notes.Note{}, m.fail
+	}
+	n, ok := m.notes[id]
+	if !ok {
+		return notes.Note{}, notes.ErrNotFound
+	}
+	n.Title, n.Body, n.UpdatedAt = in.Title, in.Body, time.Now().UTC()
+	m.notes[id] = n
+	return n, nil
+}
+
+func (m *memNotes) Delete(_ context.Context, id int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	if _, ok := m.notes[id]; !ok {
+		return notes.ErrNotFound
+	}
+	delete(m.notes, id)
+	return nil
+}
+
+func (m *memNotes) List(_ context.Context, after int64, limit int) ([]notes.Note, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	var out []notes.Note
+	for id := after + 1; id <= m.next && len(out) < limit; id++ {
+		if n, ok := m.notes[id]; ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+type notesEnv struct {
+	t     *testing.T
+	store *memNotes
+	srv   *Server
+	logs  *bytes.Buffer
+}
+
+func newNotesEnv(t *testing.T) *notesEnv {
+	e := &notesEnv{t: t, store: newMemNotes(), logs: &bytes.Buffer{}}
+	e.srv = New(Options{
+		Logger:       slog.New(slog.NewJSONHandler(e.logs, nil)),
+		InstanceID:   "test",
+		MaxBodyBytes: 16 << 10,
+		Notes:        e.store,
+	})
+	return e
+}
+
+// do sends a request and returns the response with its body read.
+func (e *notesEnv) do(method, path, body string) (*http.Response, string) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, httptest.NewRequest(method, path, rd))
+	return rec.Result(), rec.Body.String()
+}
+
+// want checks the status and, for errors, the stable error shape and code.
+func (e *notesEnv) want(resp *http.Response, body string, status int, code string) {
+	e.t.Helper()
+	if resp.StatusCode != status {
+		e.t.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if code == "" {
+		return
+	}
+	var eb errorBody
+	if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Error.Code != code || eb.Error.Message == "" || eb.RequestID == "" {
+		e.t.Fatalf("error body %s (%v), want code %q with a message and request id", body, err, code)
+	}
+}
+
+func TestNotesCRUD(t *testing.T) {
+	e := newNotesEnv(t)
+
+	resp, body := e.do("POST", "/api/notes", `{"title":"groceries","body":"milk"}`)
+	e.want(resp, body, http.StatusCreated, "")
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "title", "body", "created_at", "updated_at"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("created note %s has no %q", body, k)
+		}
+	}
+	var created notes.Note
+	_ = json.Unmarshal([]byte(body), &created)
+	if loc := resp.Header.Get("Location"); loc != fmt.Sprintf("/api/notes/%d", created.ID) {
+		t.Errorf("Location = %q for note %d", loc, created.ID)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+
+	path := fmt.Sprintf("/api/notes/%d", created.ID)
+	resp, body = e.do("GET", path, "")
+	e.want(resp, body, http.StatusOK, "")
+	var got notes.Note
+	if err := json.Unmarshal([]byte(body), &got); err != nil || got.Title != "groceries" || got.Body != "milk" {
+		t.Fatalf("GET = %s (%v)", body, err)
+	}
+	if h := resp.Header.Get("X-Cache"); h != "" {
+		t.Errorf("X-Cache = %q without a cache", h)
+	}
+
+	resp, body = e.do("PUT", path, `{"title":"errands","body":""}`)
+	e.want(resp, body, http.StatusOK, "")
+	if err := json.Unmarshal([]byte(body), &got); err != nil || got.Title != "errands" || got.ID != created.ID {
+		t.Fatalf("PUT = %s (%v)", body, err)
+	}
+
+	resp, body = e.do("DELETE", path, "")
+	e.want(resp, body, http.StatusNoContent, "")
+	if body != "" {
+		t.Errorf("DELETE body = %q, want none", body)
+	}
+	resp, body = e.do("GET", path, "")
+	e.want(resp, body, http.StatusNotFound, "not_found")
+	resp, body = e.do("DELETE", path, "")
+	e.want(resp, body, http.StatusNotFound, "not_found")
+	resp, body = e.do("PUT", path, `{"title":"x"}`)
+	e.want(resp, body, http.StatusNotFound, "not_found")
+}
+
+func TestNotesBadRequests(t *testing.T) {
+	e := newNotesEnv(t)
+	e.do("POST", "/api/notes", `{"title":"exists"}`)
+
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code, mention      string
+	}{
+		{"POST", "/api/notes", `{"title":`, 400, "bad_request", "malformed JSON"},
+		{"POST", "/api/notes", `not json`, 400, "bad_request", "malformed JSON"},
+		{"POST", "/api/notes", `{"title":"a","color":"red"}`, 400, "bad_request", "color"},
+		{"POST", "/api/notes", `{"title":"a"} {"title":"b"}`, 400, "bad_request", "more than one"},
+		{"POST", "/api/notes", `{"title":"  "}`, 400, "bad_request", "title"},
+		{"POST", "/api/notes", `{"body":"no title"}`, 400, "bad_request", "title"},
+		{"POST", "/api/notes", `{"title":"` + strings.Repeat("a", 201) + `"}`, 400, "bad_request", "title"},
+		{"POST", "/api/notes", `{"title":"a","body":"` + strings.Repeat("b", 10001) + `"}`, 400, "bad_request", "body"},
+		{"POST", "/api/notes", `{"title":"a","body":"` + strings.Repeat("b", 20<<10) + `"}`, 413, "too_large", "bytes"},
+		{"PUT", "/api/notes/1", `{"title":""}`, 400, "bad_request", "title"},
+		{"PUT", "/api/notes/1", `[1]`, 400, "bad_request", "malformed JSON"},
+		{"GET", "/api/notes/abc", "", 400, "bad_request", "abc"},
+		{"GET", "/api/notes/0", "", 400, "bad_request", "positive"},
+		{"GET", "/api/notes/-3", "", 400, "bad_request", "positive"},
+		{"GET", "/api/notes/99999999999999999999", "", 400, "bad_request", "positive"},
+		{"PUT", "/api/notes/x", `{"title":"a"}`, 400, "bad_request", "positive"},
+		{"DELETE", "/api/notes/1.5", "", 400, "bad_request", "positive"},
+		{"GET", "/api/notes/424242", "", 404, "not_found", "424242"},
+		{"GET", "/api/notes?limit=0", "", 400, "bad_request", "limit"},
+		{"GET", "/api/notes?limit=101", "", 400, "bad_request", "limit"},
+		{"GET", "/api/notes?limit=ten", "", 400, "bad_request", "limit"},
+		{"GET", "/api/notes?after=-1", "", 400, "bad_request", "after"},
+		{"GET", "/api/notes?after=x", "", 400, "bad_request", "after"},
+		{"PATCH", "/api/notes/1", `{}`, 405, "method_not_allowed", "PATCH"},
+	} {
+		t.Run(tc.method+" "+tc.path[:min(len(tc.path), 40)], func(t *testing.T) {
+			e.t = t
+			resp, body := e.do(tc.method, tc.path, tc.body)
+			e.want(resp, body, tc.status, tc.code)
+			if !strings.Contains(body, tc.mention) {
+				t.Errorf("body %s does not mention %q", body, tc.mention)
+			}
+		})
+	}
+}
+
+func TestNotesList(t *testing.T) {
+	e := newNotesEnv(t)
+	type page struct {
+		Notes     []notes.Note `json:"notes"`
+		NextAfter *int64       `json:"next_after"`
+	}
+	list := func(query string) (page, string) {
+		t.Helper()
+		resp, body := e.do("GET", "/api/notes"+query, "")
+		e.want(resp, body, http.StatusOK, "")
+		var p page
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p, body
+	}
+
+	if p, body := list(""); len(p.Notes) != 0 || !strings.Contains(body, `"notes":[]`) || p.NextAfter != nil {
+		t.Fatalf("empty list = %s, want notes [] without next_after", body)
+	}
+	for i := range 25 {
+		e.do("POST", "/api/notes", fmt.Sprintf(`{"title":"n%d"}`, i))
+	}
+	e.do("DELETE", "/api/notes/3", "")
+
+	// Default page size.
+	if p, _ := list(""); len(p.Notes) != defaultNotesLimit || p.NextAfter == nil || *p.NextAfter != 21 {
+		t.Fatalf("default page: %d notes, next_after %v; want 20 and 21", len(p.Notes), p.NextAfter)
+	}
+	// Walk with limit=10: 24 notes in 3 pages, the last without next_after.
+	var ids []int64
+	after, pages := int64(0), 0
+	for {
+		p, body := list(fmt.Sprintf("?after=%d&limit=10", after))
+		pages++
+		for _, n := range p.Notes {
+			ids = append(ids, n.ID)
+		}
+		if p.NextAfter == nil {
+			if strings.Contains(body, "next_after") {
+				t.Errorf("last page %s carries next_after", body)
+			}
+			break
+		}
+		after = *p.NextAfter
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+	}
+	if pages != 3 || len(ids) != 24 || ids[0] != 1 || ids[2] != 4 || ids[23] != 25 {
+		t.Fatalf("%d pages, ids %v", pages, ids)
+	}
+	// A page that ends exactly at the last note has no next_after.
+	if p, _ := list("?after=20&limit=5"); len(p.Notes) != 5 || p.NextAfter != nil {
+		t.Fatalf("exact last page: %d notes, next_after %v", len(p.Notes), p.NextAfter)
+	}
+	if p, _ := list("?limit=100"); len(p.Notes) != 24 || p.NextAfter != nil {
+		t.Fatalf("limit=100: %d notes, next_after %v", len(p.Notes), p.NextAfter)
+	}
+}
+
+// A store failure is a 500 whose body says nothing of the cause; the cause
+// is logged with the request id.
+func TestNotesStoreFailureIsHidden(t *testing.T) {
+	e := newNotesEnv(t)
+	e.store.fail = errors.New(`ERROR: relation "notes" does not exist (SQLSTATE 42P01)`)
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/api/notes", `{"title":"a"}`},
+		{"GET", "/api/notes", ""},
+		{"GET", "/api/notes/1", ""},
+		{"PUT", "/api/notes/1", `{"title":"a"}`},
+		{"DELETE", "/api/notes/1", ""},
+	} {
+		resp, body := e.do(r.method, r.path, r.body)
+		e.want(resp, body, http.StatusInternalServerError, "internal")
+		if strings.Contains(body, "SQLSTATE") || strings.Contains(body, "relation") {
+			t.Errorf("%s %s leaks the cause: %s", r.method, r.path, body)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "SQLSTATE 42P01") || !strings.Contains(e.logs.String(), `"request_id"`) {
+		t.Errorf("the cause is not logged with the request id:\n%s", e.logs)
+	}
+}
+
+func TestNotesRoutesNeedAStore(t *testing.T) {
+	srv := New(Options{})
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/api/notes", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("GET /api/notes without a store: %d, want 404", rec.Code)
+	}
+}
