@@ -39,6 +39,11 @@ type Data struct {
 	Instances []string
 	// LBConfig is the path of the load balancer's config in the project.
 	LBConfig string
+	// PGMaxConnections is PostgreSQL's max_connections in the compose file:
+	// room for every instance's pool of 10, its leader connection and the 2
+	// it uses while migrating, plus 10 for people and tools; at least
+	// PostgreSQL's default of 100.
+	PGMaxConnections int
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -46,22 +51,23 @@ type Data struct {
 
 func newData(a Answers, lock Lock) Data {
 	return Data{
-		Name:      a.Name,
-		Module:    a.Module,
-		Port:      a.Port,
-		Replicas:  a.Replicas,
-		LB:        a.LB,
-		Version:   Version,
-		GoVersion: GoVersion,
-		Features:  slices.Clone(a.Features),
-		DB:        a.Has("db"),
-		Cache:     a.Has("cache"),
-		Blob:      a.Has("blob"),
-		Worker:    a.Has("worker"),
-		Compose:   a.Has("compose"),
-		Instances: instances(a.Replicas),
-		LBConfig:  map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
-		Require:   lock.Require,
+		Name:             a.Name,
+		Module:           a.Module,
+		Port:             a.Port,
+		Replicas:         a.Replicas,
+		LB:               a.LB,
+		Version:          Version,
+		GoVersion:        GoVersion,
+		Features:         slices.Clone(a.Features),
+		DB:               a.Has("db"),
+		Cache:            a.Has("cache"),
+		Blob:             a.Has("blob"),
+		Worker:           a.Has("worker"),
+		Compose:          a.Has("compose"),
+		Instances:        instances(a.Replicas),
+		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
+		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
+		Require:          lock.Require,
 	}
 }
 

@@ -40,7 +40,7 @@ func TestCacheAcrossInstances(t *testing.T) {
 	wantGet := func(in *instance, xcache, title string) {
 		t.Helper()
 		resp, body := get(t, in.URL+loc)
-		if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != xcache || !strings.Contains(body, `"title":"`+title+`"`) {
+		if resp.StatusCode != 200 || xcache != "" && resp.Header.Get("X-Cache") != xcache || !strings.Contains(body, `"title":"`+title+`"`) {
 			t.Fatalf("GET %s = %d X-Cache %q %s, want 200 %q title %q", loc, resp.StatusCode, resp.Header.Get("X-Cache"), body, xcache, title)
 		}
 	}
@@ -54,7 +54,9 @@ func TestCacheAcrossInstances(t *testing.T) {
 
 	rs.Stop(t)
 	t0 := time.Now()
-	wantGet(b, "miss", "second")
+	// Any source, but the fresh note: b may still serve its local copy for
+	// the rest of its lease (up to a second, see redis/redis.go).
+	wantGet(b, "", "second")
 	t.Logf("GET with Redis down: %v", time.Since(t0))
 	resp, body = get(t, b.URL+"/readyz")
 	if resp.StatusCode != 200 || !strings.Contains(body, `"failing":["redis"]`) {
