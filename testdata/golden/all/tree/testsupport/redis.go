@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -71,15 +70,4 @@ func redisPing(ctx context.Context, addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
-}
-
-// externalServer describes a server given by URL in an environment variable:
-// tests can use it but not stop or start it.
-func externalServer(t testing.TB, name, env, rawURL string) *Server {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("%s=%q is not a URL with a host: %v", env, rawURL, err)
-	}
-	return &Server{URL: rawURL, Addr: u.Host, control: &control{name: name, external: env, out: newRingBuffer(1)}}
 }

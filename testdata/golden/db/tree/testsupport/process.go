@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -361,3 +362,14 @@ func tcpReady(addr string) func(ctx context.Context) error {
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// externalServer describes a server given by URL in an environment variable:
+// tests can use it but not stop or start it.
+func externalServer(t testing.TB, name, env, rawURL string) *Server {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("%s=%q is not a URL with a host: %v", env, rawURL, err)
+	}
+	return &Server{URL: rawURL, Addr: u.Host, control: &control{name: name, external: env, out: newRingBuffer(1)}}
+}
