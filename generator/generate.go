@@ -110,7 +110,7 @@ func GenerateWithLock(a Answers, lock Lock) (map[string][]byte, error) {
 		if err != nil {
 			return err
 		}
-		if !on[owner] || with != "" && !on[with] {
+		if !on[owner] || with != "" && !slices.ContainsFunc(strings.Split(with, "|"), func(w string) bool { return on[w] }) {
 			return nil
 		}
 		if _, dup := files[outPath]; dup {

@@ -29,7 +29,8 @@ type Feature struct {
 	Files []string
 	// With holds files of the feature that exist only when something else
 	// is on too: another feature ("cache": the cluster test of the cache
-	// needs compose and cache) or an answer ("lb=nginx": the nginx config).
+	// needs compose and cache), one of several ("db|blob"), or an answer
+	// ("lb=nginx": the nginx config).
 	With map[string][]string
 	// Requires are the Go modules the feature's code imports directly, as
 	// "module@version". `make deps` resolves them into the go.mod/go.sum
@@ -60,11 +61,17 @@ var Base = Feature{
 		"httpapi/middleware.go",
 		"httpapi/ready.go",
 		"httpapi/server.go",
-		"scripts/install-servers.sh",
-		"testsupport/main.go",
-		"testsupport/process.go",
-		"testsupport/sysproc_*.go",
-		"testsupport/testsupport_test.go",
+	},
+	With: map[string][]string{
+		// Only a project whose tests start servers needs the code that
+		// starts them and the script that installs them.
+		"db|blob|compose": {
+			"scripts/install-servers.sh",
+			"testsupport/main.go",
+			"testsupport/process.go",
+			"testsupport/sysproc_*.go",
+			"testsupport/testsupport_test.go",
+		},
 	},
 }
 

@@ -71,9 +71,11 @@ func TestManifestEntries(t *testing.T) {
 		if f.Description == "" {
 			t.Errorf("feature %q has no description", f.Name)
 		}
-		for cond := range f.With {
-			if _, ok := lookup(cond); !ok && !slices.Contains(LBs, strings.TrimPrefix(cond, "lb=")) {
-				t.Errorf("feature %q: With condition %q is neither a feature nor lb=<load balancer>", f.Name, cond)
+		for conds := range f.With {
+			for _, cond := range strings.Split(conds, "|") {
+				if _, ok := lookup(cond); !ok && !slices.Contains(LBs, strings.TrimPrefix(cond, "lb=")) {
+					t.Errorf("feature %q: With condition %q is neither a feature nor lb=<load balancer>", f.Name, cond)
+				}
 			}
 		}
 		if len(f.Files) == 0 {

@@ -6,17 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/acme/plain/testsupport"
 )
-
-// TestMain lets testsupport stop the servers the tests started.
-func TestMain(m *testing.M) { os.Exit(testsupport.Main(m)) }
 
 // instance is the service started in-process through run, as main would.
 type instance struct {
