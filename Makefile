@@ -1,5 +1,5 @@
 # Targets for people and CI; see README.md.
-.PHONY: test golden reference deps
+.PHONY: test golden reference deps bench
 
 # The whole suite, without -short: the combination matrix builds and tests
 # every feature combination, and the conformance test runs the generated
@@ -25,3 +25,12 @@ reference:
 # generator/deps (needs the module proxy). Follow with: make golden reference
 deps:
 	go run ./internal/lockdeps
+
+# Measure the generated cluster (make bench in reference-app: one table, each
+# row beside its reference) and add the generation row (scaffold new, go
+# build). Servers are installed first, as for make test. Record a run in
+# reference-app/BENCHMARKS.md (written here, not generated; see
+# TestReferenceApp).
+bench:
+	@if [ -f reference-app/scripts/install-servers.sh ]; then sh reference-app/scripts/install-servers.sh; fi
+	go run ./internal/bench

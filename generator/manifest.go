@@ -163,6 +163,7 @@ var Features = []Feature{
 		Files: []string{
 			"docker-compose.yml",
 			".env.example",
+			"clustertest/bench_test.go",
 			"clustertest/cluster_test.go",
 			"clustertest/render_test.go",
 			"clustertest/roundrobin_test.go",

@@ -46,24 +46,29 @@ func (db *DB) Migrate(ctx context.Context, log *slog.Logger) ([]Applied, error) 
 }
 
 // migrationLock makes instances that start together apply each migration
-// exactly once: goose takes it (through WithSessionLocker) on the connection
-// it migrates on, re-reads the applied versions under it, and applies only
-// what is still pending; the others wait, then find nothing left to do.
-// It is a session-level advisory lock, so PostgreSQL drops it by itself when
-// a migrating process dies: it never sticks.
+// exactly once: Migrate holds it, on a connection of its own, around the
+// whole of goose's Up, which re-reads the applied versions under it and
+// applies only what is still pending; the others wait, then find nothing
+// left to do. It is a session-level advisory lock, so PostgreSQL drops it by
+// itself when a migrating process dies: it never sticks.
 //
 // Why not goose's own lock.NewPostgresSessionLocker: it polls
 // pg_try_advisory_lock at a constant period counted in whole seconds (5 s by
 // default, 1 s at least). Instances started together poll in step, so at
 // each tick one of them wins and the rest collide again: with the 1 s
 // minimum, 8 instances measured 2 to 5 s, a second per loser in the worst
-// case. This locker waits in PostgreSQL's own lock queue instead
+// case. This lock waits in PostgreSQL's own lock queue instead
 // (pg_advisory_lock), which wakes the next waiter the moment the lock is
-// released: no polling, and 8 instances settle in about 1 s on an empty
-// database (that second is goose creating its version table, which it
-// retries once a second when instances race to create it) and in the time
-// of the migration itself afterwards. It uses goose's lock id, so it also
-// excludes a goose tool migrating with goose's locker.
+// released: no polling.
+//
+// Why around Up rather than through goose.WithSessionLocker: Up first checks
+// for pending migrations (HasPending) without the session lock, and that
+// check creates goose's version table on an empty database. Instances
+// started together raced there, and each loser retried after goose's
+// constant 1 s back-off: every storm on an empty database took 1 s more than
+// one instance alone (make bench, migration storm). Under this lock the
+// first instance creates the table and the others find it. It uses goose's
+// lock id, so it also excludes a goose tool migrating with goose's locker.
 type migrationLock struct{}
 
 var _ lock.SessionLocker = migrationLock{}
@@ -105,14 +110,28 @@ func Migrate(ctx context.Context, url string, fsys fs.FS, log *slog.Logger) ([]A
 		return nil, fmt.Errorf("migrate: open database: %w", err)
 	}
 	defer sqlDB.Close()
-	// One connection holds the lock and runs the SQL migrations; goose runs
-	// a Go migration, should one be added, on a second. Capped so that a
-	// storm of instances starting together costs the server at most two
-	// connections each on top of their pools.
-	sqlDB.SetMaxOpenConns(2)
+	// One connection holds the lock, goose runs the SQL migrations on a
+	// second, and a Go migration, should one be added, on a third. Capped so
+	// that a storm of instances starting together costs the server at most
+	// three connections each on top of their pools (two while waiting).
+	sqlDB.SetMaxOpenConns(3)
+
+	// The lock is held around the whole of Up; see migrationLock.
+	lockConn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer lockConn.Close()
+	if err := (migrationLock{}).SessionLock(ctx, lockConn); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer func() {
+		if err := (migrationLock{}).SessionUnlock(context.WithoutCancel(ctx), lockConn); err != nil {
+			log.Warn("migrate: closing the connection releases the lock instead", "err", err)
+		}
+	}()
 
 	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys,
-		goose.WithSessionLocker(migrationLock{}),
 		// Only the files in fsys, not Go migrations a dependency might
 		// have registered globally.
 		goose.WithDisableGlobalRegistry(true),

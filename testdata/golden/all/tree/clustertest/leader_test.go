@@ -67,7 +67,7 @@ func TestOneLeader(t *testing.T) {
 
 // theLeader asks every instance in names through the load balancer and
 // returns the one leader, or "" when none or more than one reports leading.
-func (c *cluster) theLeader(t *testing.T, names []string) string {
+func (c *cluster) theLeader(t testing.TB, names []string) string {
 	t.Helper()
 	var leaders []string
 	for name, r := range c.onInstances(t, names, "GET", "/api/instance", nil) {
@@ -90,7 +90,7 @@ func (c *cluster) theLeader(t *testing.T, names []string) string {
 }
 
 // waitRuns waits until GET /api/jobs/runs lists n runs by instance.
-func waitRuns(t *testing.T, c *cluster, instance string, n int) {
+func waitRuns(t testing.TB, c *cluster, instance string, n int) {
 	t.Helper()
 	ok := eventually(15*time.Second, func() bool {
 		r, err := c.do("GET", "/api/jobs/runs?limit=500", nil, nil)

@@ -83,7 +83,7 @@ func appBinary(t testing.TB) string {
 
 // cluster is one running topology.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	lbKind string // nginx or haproxy
 	lb     *testsupport.Server
 	apps   []*instance
@@ -99,7 +99,7 @@ type cluster struct {
 // startCluster starts the dependencies the compose file's app services
 // name, then every app-N at the same moment, then the load balancer. env
 // overrides settings of the compose file; the caller says why.
-func startCluster(t *testing.T, env map[string]string) *cluster {
+func startCluster(t testing.TB, env map[string]string) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: the conformance test starts the whole cluster; run it without -short (make cluster-test)")
@@ -245,6 +245,7 @@ type instance struct {
 	err    error         // the current run's exit, once exited is closed
 	runs   int
 	lines  []logLine // stdout of every run, line by line
+	quiet  bool      // stdout is read but not kept (benchmarks: a line per request)
 	stderr bytes.Buffer
 }
 
@@ -287,7 +288,9 @@ func (a *instance) start() error {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			a.mu.Lock()
-			a.lines = append(a.lines, logLine{run, sc.Text()})
+			if !a.quiet {
+				a.lines = append(a.lines, logLine{run, sc.Text()})
+			}
 			a.mu.Unlock()
 		}
 		err := cmd.Wait()
@@ -437,7 +440,7 @@ func (c *cluster) byName(name string) *instance {
 
 // restart stops an instance (SIGTERM and drain), starts it again on the same
 // port and waits until the load balancer sends it requests again.
-func (c *cluster) restart(t *testing.T, a *instance) {
+func (c *cluster) restart(t testing.TB, a *instance) {
 	t.Helper()
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
@@ -454,7 +457,7 @@ func (c *cluster) restart(t *testing.T, a *instance) {
 // waitInRotation waits until a request through the load balancer reaches a:
 // nginx retries a restarted instance after fail_timeout, haproxy after
 // "rise" successful health checks.
-func (c *cluster) waitInRotation(t *testing.T, a *instance, timeout time.Duration) {
+func (c *cluster) waitInRotation(t testing.TB, a *instance, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -495,11 +498,17 @@ func newClient() *http.Client {
 
 // do sends a request through the load balancer and reads the whole answer.
 func (c *cluster) do(method, path string, body []byte, header map[string]string) (response, error) {
+	return c.doAt(c.lb.URL, method, path, body, header)
+}
+
+// doAt is do against another base URL: "http://" + an instance's addr()
+// reaches that instance directly.
+func (c *cluster) doAt(base, method, path string, body []byte, header map[string]string) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(context.Background(), method, c.lb.URL+path, rd)
+	req, err := http.NewRequestWithContext(context.Background(), method, base+path, rd)
 	if err != nil {
 		return response{}, err
 	}
