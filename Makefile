@@ -32,5 +32,5 @@ deps:
 # reference-app/BENCHMARKS.md (written here, not generated; see
 # TestReferenceApp).
 bench:
-	@if [ -f reference-app/scripts/install-servers.sh ]; then sh reference-app/scripts/install-servers.sh; fi
+	sh reference-app/scripts/install-servers.sh
 	go run ./internal/bench
