@@ -273,8 +273,11 @@ func matchFile(pattern, p string) bool {
 // FileMode is the permission a generated file gets on disk. The embedded
 // template tree keeps no modes, so scripts are recognised by name.
 func FileMode(p string) fs.FileMode {
-	if strings.HasSuffix(p, ".sh") {
+	switch {
+	case strings.HasSuffix(p, ".sh"):
 		return 0o755
+	case path.Base(p) == ".env":
+		return 0o600 // random passwords: for the owner only
 	}
 	return 0o644
 }

@@ -39,7 +39,9 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			cmd := exec.Command("go", "test", "-count=1", "-v", "-timeout", "20m", "./...")
+			// -p 1: one package at a time, as `make test` does in the
+			// project, so the cluster test has the machine to itself.
+			cmd := exec.Command("go", "test", "-count=1", "-p", "1", "-v", "-timeout", "20m", "./...")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "GOWORK=off")
 			out, err := cmd.CombinedOutput()
@@ -59,11 +61,25 @@ func TestConformance(t *testing.T) {
 				}
 			}
 			if err != nil {
-				t.Fatalf("go test ./... in %s: %v\n%s", dir, err, tail(string(out), 200))
+				t.Fatalf("go test ./... in %s: %v\n%s", dir, err, tail(testLines(string(out)), 300))
 			}
 			t.Logf("all tests of %s passed in %v", trees[lb], time.Since(start).Round(time.Second))
 		})
 	}
+}
+
+// testLines drops the servers' and the app's own log lines from go test -v
+// output, keeping what the tests said.
+func testLines(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "time=") || strings.HasPrefix(trimmed, "{\"time\"") || strings.HasPrefix(trimmed, "--- testsupport:") {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "\n")
 }
 
 func tail(s string, n int) string {

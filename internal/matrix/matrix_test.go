@@ -34,6 +34,11 @@ var checks = [][]string{
 	{"go", "test", "-count=1", "-short", "./..."},
 }
 
+// clusterChecks run in every combination with compose: a few checks of the
+// cluster conformance test, so that each combination's topology starts for
+// real behind its load balancer (the whole test runs in internal/conformance).
+var clusterChecks = []string{"go", "test", "-count=1", "-run", "^(TestRoundRobin|TestClusterModeRefusesSingleNodeDefaults|TestLogs)$", "./clustertest/"}
+
 func TestMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: the matrix builds every feature combination")
@@ -69,7 +74,11 @@ func TestMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for _, args := range checks {
+			steps := checks
+			if a.Has("compose") {
+				steps = append(steps[:len(steps):len(steps)], clusterChecks)
+			}
+			for _, args := range steps {
 				step := time.Now()
 				cmd := exec.Command(args[0], args[1:]...)
 				cmd.Dir = dir

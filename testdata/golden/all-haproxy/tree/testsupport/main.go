@@ -1,6 +1,7 @@
-// Package testsupport starts real servers (PostgreSQL, Redis, MinIO, nginx,
-// HAProxy) as child processes for integration tests: local binaries, free
-// loopback ports, temporary directories, readiness checks instead of sleeps.
+// Package testsupport starts real servers as child processes for
+// integration tests: local binaries, free loopback ports, temporary
+// directories, readiness checks instead of sleeps. The servers of this
+// project: PostgreSQL Redis MinIO nginx HAProxy.
 //
 // Use it from TestMain so that shared servers are stopped at the end:
 //

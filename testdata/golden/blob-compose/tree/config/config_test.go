@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port != 8080 || c.Cluster || c.InstanceID == "" || c.MaxBodyBytes != 1<<20 || c.DrainDelay != 3*time.Second {
+	if c.Port != 9090 || c.Cluster || c.InstanceID == "" || c.MaxBodyBytes != 1<<20 || c.DrainDelay != 3*time.Second {
 		t.Errorf("defaults = %+v", c)
 	}
 }

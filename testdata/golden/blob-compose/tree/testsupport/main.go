@@ -1,6 +1,7 @@
-// Package testsupport starts real servers (PostgreSQL, Redis, MinIO, nginx,
-// HAProxy) as child processes for integration tests: local binaries, free
-// loopback ports, temporary directories, readiness checks instead of sleeps.
+// Package testsupport starts real servers as child processes for
+// integration tests: local binaries, free loopback ports, temporary
+// directories, readiness checks instead of sleeps. The servers of this
+// project: MinIO nginx HAProxy.
 //
 // Use it from TestMain so that shared servers are stopped at the end:
 //
@@ -13,10 +14,6 @@
 // Environment variables:
 //
 //	CI                  non-empty: a missing binary fails the test instead of skipping it
-//	TEST_DATABASE_URL   admin URL of a running PostgreSQL; Postgres creates its databases there
-//	PG_BIN              directory with initdb, postgres, pg_isready and psql
-//	                    (default: the highest /usr/lib/postgresql/*/bin)
-//	TEST_REDIS_URL      URL of a running Redis, returned by Redis instead of a new server
 //	TEST_S3_ENDPOINT    host:port (or http(s) URL) of a running S3 server, with
 //	TEST_S3_ACCESS_KEY  its credentials; returned by MinIO instead of a new server
 //	TEST_S3_SECRET_KEY

@@ -79,8 +79,12 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		// on a bad key, say) leaves bytes in the socket; Go's server would
 		// then reset the connection and a load balancer in front would
 		// see an error instead of the answer. Reading the rest, up to the
-		// body limit, keeps the connection clean.
-		_, _ = io.Copy(io.Discard, ri.body)
+		// body limit, keeps the connection clean. A client that sent
+		// "Expect: 100-continue" and got its answer first never sends the
+		// body: there is nothing to read, and waiting for it would stall.
+		if r.Header.Get("Expect") == "" {
+			_, _ = io.Copy(io.Discard, ri.body)
+		}
 	})
 }
 

