@@ -2,11 +2,8 @@ package clustertest
 
 import (
 	"bytes"
-	"io"
 	"net/http"
-	"strconv"
 	"testing"
-	"time"
 )
 
 // The load balancer refuses a body over the app's limit itself (413, before
@@ -43,48 +40,4 @@ func TestBodyLimit(t *testing.T) {
 	if e.Error.Code != "too_large" {
 		t.Errorf("the load balancer's 413 is not the app's JSON error shape: %s", r.body)
 	}
-}
-
-// envInt is a number from the app's environment in docker-compose.yml.
-func (c *cluster) envInt(t testing.TB, name string) int64 {
-	t.Helper()
-	p, err := loadCompose()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.ParseInt(p.Services[p.Apps[0]].Environment[name], 10, 64)
-	if err != nil {
-		t.Fatalf("docker-compose.yml: %s: %v", name, err)
-	}
-	return n
-}
-
-// sendBody sends n bytes with Content-Length and "Expect: 100-continue", as
-// clients of large uploads do: a server that refuses the size answers
-// before the body is sent.
-func (c *cluster) sendBody(t testing.TB, method, path string, n int64) response {
-	t.Helper()
-	req, err := http.NewRequest(method, c.lb.URL+path, io.LimitReader(zeros{}, n))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ContentLength = n
-	req.Header.Set("Expect", "100-continue")
-	req.Header.Set("Content-Type", "application/octet-stream")
-	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s with %d bytes: %v", method, path, n, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: bytes.TrimSpace(b), instance: resp.Header.Get("X-Instance-ID")}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }

@@ -639,3 +639,79 @@ func printMeasurements(total time.Duration) {
 	}
 	fmt.Printf("%-44s %v\n", "total test time:", total.Round(time.Millisecond))
 }
+
+// envInt is a number from the app's environment in docker-compose.yml.
+func (c *cluster) envInt(t testing.TB, name string) int64 {
+	t.Helper()
+	p, err := loadCompose()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(p.Services[p.Apps[0]].Environment[name], 10, 64)
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %s: %v", name, err)
+	}
+	return n
+}
+
+// sendBody sends n bytes with Content-Length and "Expect: 100-continue", as
+// clients of large uploads do: a server that refuses the size answers
+// before the body is sent.
+func (c *cluster) sendBody(t testing.TB, method, path string, n int64) response {
+	t.Helper()
+	req, err := http.NewRequest(method, c.lb.URL+path, io.LimitReader(zeros{}, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = n
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("Content-Type", "application/octet-stream")
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s with %d bytes: %v", method, path, n, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: bytes.TrimSpace(b), instance: resp.Header.Get("X-Instance-ID")}
+}
+
+// zeros reads as an endless run of zero bytes: request bodies of any size.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// createNote creates a note through the load balancer and returns its path.
+func (c *cluster) createNote(t testing.TB, title, body string) string {
+	t.Helper()
+	r := c.must(t, 201, "POST", "/api/notes", fmt.Appendf(nil, `{"title":%q,"body":%q}`, title, body), nil)
+	var n struct {
+		ID int64 `json:"id"`
+	}
+	r.decode(t, &n)
+	return fmt.Sprintf("/api/notes/%d", n.ID)
+}
+
+// wantBody reads the note twice through every instance and wants body.
+func (c *cluster) wantBody(t testing.TB, path, body string) {
+	t.Helper()
+	for round := 0; round < 2; round++ {
+		for name, r := range c.onEveryInstance(t, "GET", path, nil) {
+			var n struct {
+				Body string `json:"body"`
+			}
+			if r.status != 200 {
+				t.Errorf("GET %s through %s: %s", path, name, r)
+				continue
+			}
+			r.decode(t, &n)
+			if n.Body != body {
+				t.Errorf("GET %s through %s: body %q (X-Cache %s), want %q", path, name, n.Body, r.header.Get("X-Cache"), body)
+			}
+		}
+	}
+}

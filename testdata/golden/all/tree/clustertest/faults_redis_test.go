@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -41,35 +40,4 @@ func TestFaultRedis(t *testing.T) {
 	c.must(t, 200, "PUT", note, []byte(`{"title":"faults","body":"after Redis came back"}`), nil)
 	c.wantBody(t, note, "after Redis came back")
 	c.wantBody(t, during, "created while Redis was down")
-}
-
-// createNote creates a note through the load balancer and returns its path.
-func (c *cluster) createNote(t testing.TB, title, body string) string {
-	t.Helper()
-	r := c.must(t, 201, "POST", "/api/notes", fmt.Appendf(nil, `{"title":%q,"body":%q}`, title, body), nil)
-	var n struct {
-		ID int64 `json:"id"`
-	}
-	r.decode(t, &n)
-	return fmt.Sprintf("/api/notes/%d", n.ID)
-}
-
-// wantBody reads the note twice through every instance and wants body.
-func (c *cluster) wantBody(t testing.TB, path, body string) {
-	t.Helper()
-	for round := 0; round < 2; round++ {
-		for name, r := range c.onEveryInstance(t, "GET", path, nil) {
-			var n struct {
-				Body string `json:"body"`
-			}
-			if r.status != 200 {
-				t.Errorf("GET %s through %s: %s", path, name, r)
-				continue
-			}
-			r.decode(t, &n)
-			if n.Body != body {
-				t.Errorf("GET %s through %s: body %q (X-Cache %s), want %q", path, name, n.Body, r.header.Get("X-Cache"), body)
-			}
-		}
-	}
 }
