@@ -7,14 +7,6 @@
 # psql is), TEST_REDIS_URL, TEST_S3_ENDPOINT.
 set -eu
 
-# Must equal testsupport.MinIOVersion (a test checks it).
-MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
-
-# os.UserCacheDir on Linux.
-cache=${XDG_CACHE_HOME:-$HOME/.cache}
-minio_dir=$cache/scaffold/minio/$MINIO_VERSION
-minio_bin=$minio_dir/minio
-
 # Finds a binary the way testsupport does: PATH, then the sbin directories a
 # non-root PATH often lacks (Debian puts nginx and haproxy in /usr/sbin).
 find_bin() {
@@ -107,24 +99,4 @@ if [ -n "$pkgs" ]; then
 		*) echo "installed $p: $(find_bin "$p")" ;;
 		esac
 	done
-fi
-
-if [ -n "$need_minio" ]; then
-	if ! command -v go >/dev/null 2>&1; then
-		echo "install-servers: go not found, needed to build MinIO" >&2
-		exit 1
-	fi
-	echo "install-servers: building MinIO $MINIO_VERSION with go install (takes a few minutes)"
-	mkdir -p "$minio_dir"
-	# Build into a temporary directory and move the binary into place, so an
-	# interrupted build never leaves a broken binary where tests look for it.
-	minio_tmp=$(mktemp -d "$minio_dir/.build.XXXXXX")
-	if ! (cd "$minio_tmp" && GOBIN="$minio_tmp" GOFLAGS= GOWORK=off \
-		go install "github.com/minio/minio@$MINIO_VERSION") >"$log" 2>&1; then
-		cat "$log" >&2
-		echo "install-servers: go install github.com/minio/minio@$MINIO_VERSION failed" >&2
-		exit 1
-	fi
-	mv "$minio_tmp/minio" "$minio_bin"
-	echo "installed minio $MINIO_VERSION: $minio_bin"
 fi
