@@ -14,7 +14,7 @@ package clustertest
 //   - S3_ENDPOINT (minio:9000), S3_ACCESS_KEY, S3_SECRET_KEY: the test's MinIO
 //     server and its random root keys;
 //   - a test may override a setting to make something observable in seconds
-//     (the leader test sets WORKER_INTERVAL=1s); it says so where it does.
+//     (it says so where it does).
 // A value that still names a compose service after this mapping fails the
 // test, so a new dependency cannot be silently left pointing nowhere.
 //

@@ -1,17 +1,16 @@
 // Package clustertest is the cluster conformance test: it runs the topology of
 // docker-compose.yml as local processes - N instances of the app binary built
-// from this project, the real load balancer with deploy/'s config, and real
-// PostgreSQL, Redis and MinIO started by testsupport - and checks, through the
+// from this project, the real nginx with deploy/nginx.conf, and real
+// PostgreSQL, Redis, MinIO started by testsupport - and checks, through the
 // load balancer only, that the service behaves as one service.
 //
-//	make cluster-test                       # the load balancer of docker-compose.yml
-//	CLUSTER_LB=haproxy make cluster-test    # deploy/haproxy.cfg instead, when it exists
+//	make cluster-test
 //
 // One file per hazard: roundrobin, cache, blob, migrate, leader, restart,
-// faults_*, clustermode, logs. Each test starts its own cluster (a fresh
-// database, its own Redis and MinIO), so a fault injected by one test never
-// leaks into another. render_test.go lists every difference between the
-// deploy files and what runs here.
+// faults_*, clustermode, logs. Each test starts its own cluster (its own
+// servers), so a fault injected by one test never leaks into another.
+// render_test.go lists every difference between the deploy files and what
+// runs here.
 package clustertest
 
 import (

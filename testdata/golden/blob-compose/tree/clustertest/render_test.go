@@ -8,13 +8,10 @@ package clustertest
 //   - taken from the service's environment: in docker-compose.yml, with the
 //     ${VARIABLES} filled from .env.example (docker compose fills them from .env);
 //   - PORT: a free loopback port instead of 9090 (three processes share one host);
-//   - DATABASE_URL (postgres:5432): a fresh, empty database on the test's
-//     PostgreSQL server (its own user and password);
-//   - REDIS_URL (redis:6379): the test's redis-server (no password);
 //   - S3_ENDPOINT (minio:9000), S3_ACCESS_KEY, S3_SECRET_KEY: the test's MinIO
 //     server and its random root keys;
 //   - a test may override a setting to make something observable in seconds
-//     (the leader test sets WORKER_INTERVAL=1s); it says so where it does.
+//     (it says so where it does).
 // A value that still names a compose service after this mapping fails the
 // test, so a new dependency cannot be silently left pointing nowhere.
 //
