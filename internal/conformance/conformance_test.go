@@ -61,31 +61,27 @@ func TestConformance(t *testing.T) {
 				}
 			}
 			if err != nil {
-				t.Fatalf("go test ./... in %s: %v\n%s", dir, err, tail(testLines(string(out)), 300))
+				t.Fatalf("go test ./... in %s: %v\n%s", dir, err, testLines(string(out)))
 			}
 			t.Logf("all tests of %s passed in %v", trees[lb], time.Since(start).Round(time.Second))
 		})
 	}
 }
 
-// testLines drops the servers' and the app's own log lines from go test -v
-// output, keeping what the tests said.
+// testLines keeps what the tests said from go test -v output: their own
+// log lines (file_test.go:N) and results, without the servers' and the
+// app's logs.
 func testLines(out string) string {
 	var keep []string
 	for _, line := range strings.Split(out, "\n") {
 		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(trimmed, "time=") || strings.HasPrefix(trimmed, "{\"time\"") || strings.HasPrefix(trimmed, "--- testsupport:") {
-			continue
+		if strings.Contains(line, "_test.go:") || strings.HasPrefix(trimmed, "--- ") ||
+			strings.HasPrefix(trimmed, "FAIL") || strings.HasPrefix(trimmed, "ok ") ||
+			strings.HasPrefix(trimmed, "panic") {
+			if !strings.HasPrefix(trimmed, "--- testsupport:") {
+				keep = append(keep, line)
+			}
 		}
-		keep = append(keep, line)
 	}
 	return strings.Join(keep, "\n")
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

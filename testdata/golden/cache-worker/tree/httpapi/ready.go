@@ -31,17 +31,29 @@ type readiness struct {
 }
 
 // checkTimeout bounds every check so a hung dependency cannot hang /readyz.
-const checkTimeout = 2 * time.Second
+//
+// A non-critical check gets much less time: its failure never makes the
+// instance unready, and a slow one must not make /readyz itself slow, or a
+// load balancer whose health check times out would take every instance out
+// of rotation because, say, MinIO hangs.
+const (
+	checkTimeout       = 2 * time.Second
+	noncriticalTimeout = 500 * time.Millisecond
+)
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	res := readiness{Status: "ok", Checks: make([]checkResult, len(s.opts.Checks)), Failing: []string{}}
-	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	for i, c := range s.opts.Checks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			timeout := checkTimeout
+			if !c.Critical {
+				timeout = noncriticalTimeout
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
 			res.Checks[i] = checkResult{Name: c.Name, OK: true, Critical: c.Critical}
 			if err := c.Check(ctx); err != nil {
 				res.Checks[i].OK = false
