@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"flag"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,17 +55,6 @@ func cmdCmpTree(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: cmptree DIR1 DIR2")
 	}
-	a, b := readTree(ts, ts.MkAbs(args[0])), readTree(ts, ts.MkAbs(args[1]))
-	var paths []string
-	for p := range a {
-		paths = append(paths, p)
-	}
-	for p := range b {
-		if _, ok := a[p]; !ok {
-			paths = append(paths, p)
-		}
-	}
-	slices.Sort(paths)
 	// Files with random content (compose's .env) are in both trees but
 	// differ by design.
 	all := generator.Answers{Name: "x", Module: "example.com/x", LB: "nginx", Replicas: 1, Port: 8080}
@@ -72,8 +62,31 @@ func cmdCmpTree(ts *testscript.TestScript, neg bool, args []string) {
 		all.Features = append(all.Features, f.Name)
 	}
 	secret, err := generator.Secrets(all, rand.Reader)
+	ts.Check(err)
+	diffs, err := treeDiff(ts.MkAbs(args[0]), ts.MkAbs(args[1]), secret)
+	ts.Check(err)
+	if len(diffs) > 0 {
+		ts.Fatalf("%s and %s differ:\n%s", args[0], args[1], strings.Join(diffs, "\n"))
+	}
+}
+
+// treeDiff lists how the trees under dirA and dirB differ: a file only in
+// one of them, or with other bytes. Files named in secret (random content)
+// only have to exist in both.
+func treeDiff(dirA, dirB string, secret map[string][]byte) ([]string, error) {
+	a, err := readTree(dirA)
 	if err != nil {
-		ts.Fatalf("secrets: %v", err)
+		return nil, err
+	}
+	b, err := readTree(dirB)
+	if err != nil {
+		return nil, err
+	}
+	paths := slices.Sorted(maps.Keys(a))
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			paths = append(paths, p)
+		}
 	}
 	var diffs []string
 	for _, p := range paths {
@@ -81,19 +94,17 @@ func cmdCmpTree(ts *testscript.TestScript, neg bool, args []string) {
 		y, inB := b[p]
 		switch {
 		case !inA:
-			diffs = append(diffs, p+": only in "+args[1])
+			diffs = append(diffs, p+": only in "+dirB)
 		case !inB:
-			diffs = append(diffs, p+": only in "+args[0])
+			diffs = append(diffs, p+": only in "+dirA)
 		case !bytes.Equal(x, y) && secret[p] == nil:
 			diffs = append(diffs, p+": differs")
 		}
 	}
-	if len(diffs) > 0 {
-		ts.Fatalf("%s and %s differ:\n%s", args[0], args[1], strings.Join(diffs, "\n"))
-	}
+	return diffs, nil
 }
 
-func readTree(ts *testscript.TestScript, dir string) map[string][]byte {
+func readTree(dir string) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -103,8 +114,7 @@ func readTree(ts *testscript.TestScript, dir string) map[string][]byte {
 		files[filepath.ToSlash(rel)], err = os.ReadFile(p)
 		return err
 	})
-	ts.Check(err)
-	return files
+	return files, err
 }
 
 func cmdNoTemp(ts *testscript.TestScript, neg bool, args []string) {

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,39 +367,13 @@ func compareTrees(t *testing.T, dirA, dirB string, a generator.Answers) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	treeA, treeB := walkTree(t, dirA), walkTree(t, dirB)
-	for p := range treeB {
-		if _, ok := treeA[p]; !ok {
-			t.Errorf("%s: only in the --yes tree", p)
-		}
-	}
-	for p, x := range treeA {
-		y, ok := treeB[p]
-		_, secret := secrets[p]
-		switch {
-		case !ok:
-			t.Errorf("%s: only in the interactive tree", p)
-		case !secret && !bytes.Equal(x, y):
-			t.Errorf("%s: differs between the interactive and the --yes tree", p)
-		}
-	}
-}
-
-func walkTree(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		files[filepath.ToSlash(rel)], err = os.ReadFile(p)
-		return err
-	})
+	diffs, err := treeDiff(dirA, dirB, secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files
+	for _, d := range diffs {
+		t.Errorf("interactive (%s) and --yes (%s) trees: %s", dirA, dirB, d)
+	}
 }
 
 func assertEmpty(t *testing.T, dir string) {
