@@ -143,18 +143,8 @@ func interpolate(s string, env map[string]string) (string, error) {
 }
 
 // lbConfig is the load balancer's config file, read from the volume the lb
-// service mounts, or chosen with CLUSTER_LB=nginx|haproxy (deploy/nginx.conf
-// or deploy/haproxy.cfg), and its kind.
+// service mounts, and its kind.
 func lbConfig(p *composeProject) (kind, path string, err error) {
-	switch os.Getenv("CLUSTER_LB") {
-	case "nginx":
-		return "nginx", filepath.Join(projectDir, "deploy", "nginx.conf"), nil
-	case "haproxy":
-		return "haproxy", filepath.Join(projectDir, "deploy", "haproxy.cfg"), nil
-	case "":
-	default:
-		return "", "", fmt.Errorf("CLUSTER_LB=%q: want nginx or haproxy", os.Getenv("CLUSTER_LB"))
-	}
 	lb, ok := p.Services["lb"]
 	if !ok {
 		return "", "", fmt.Errorf("docker-compose.yml: no lb service")
