@@ -47,6 +47,10 @@ type Config struct {
 	// RedisURL is the Redis that every instance's cache shares (REDIS_URL);
 	// empty: an in-memory cache, correct on a single node only.
 	RedisURL string
+	// CachePrefix starts every key and channel of the cache in Redis
+	// (CACHE_PREFIX), so that services sharing a Redis database do not
+	// share entries.
+	CachePrefix string
 	// CacheLocalSize is the most entries of the in-process tier
 	// (CACHE_LOCAL_SIZE); 0 disables it (and, without Redis, caching).
 	CacheLocalSize int
@@ -99,6 +103,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.MigrateOnStart = r.bool("MIGRATE_ON_START", true)
 	// cache
 	c.RedisURL = r.str("REDIS_URL", "")
+	c.CachePrefix = r.str("CACHE_PREFIX", "shop")
 	c.CacheLocalSize = r.int("CACHE_LOCAL_SIZE", 10000, 0, 10_000_000)
 	c.CacheTTL = r.duration("CACHE_TTL", 5*time.Minute)
 	if c.CacheTTL < time.Second {
@@ -111,7 +116,7 @@ func Load(getenv func(string) string) (Config, error) {
 		tcp := u != nil && u.Host != "" && (u.Scheme == "redis" || u.Scheme == "rediss")
 		socket := u != nil && u.Path != "" && u.Scheme == "unix"
 		if err != nil || !tcp && !socket {
-			r.fail("REDIS_URL", c.RedisURL, "want a URL such as redis://host:6379/0 (rediss:// for TLS)")
+			r.fail("REDIS_URL", redact(c.RedisURL), "want a URL such as redis://host:6379/0 (rediss:// for TLS)")
 		}
 	}
 	// blob
@@ -185,6 +190,19 @@ func (r *reader) required(name, why string) string {
 // clusterNeeds reports a single-node default that cluster mode refuses.
 func (r *reader) clusterNeeds(name, why string) {
 	r.errs = append(r.errs, fmt.Errorf("config: %s is required when CLUSTER_MODE=true: %s", name, why))
+}
+
+// redact hides the user and password of a URL that is echoed in an error:
+// everything before the last @.
+func redact(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	if scheme, _, ok := strings.Cut(raw[:at], "://"); ok {
+		return scheme + "://xxxxx" + raw[at:]
+	}
+	return "xxxxx" + raw[at:]
 }
 
 func (r *reader) int(name string, def, min, max int) int {

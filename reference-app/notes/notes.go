@@ -24,6 +24,19 @@ type Note struct {
 // ErrNotFound is returned by a Store when no note has the id.
 var ErrNotFound = errors.New("note not found")
 
+// ErrUnavailable is returned by a Store when a write was rolled back because
+// something it needs besides the database (the cache's invalidation) did not
+// answer: nothing was written, and the client may retry.
+var ErrUnavailable = errors.New("note not written: a service it needs is unavailable")
+
+// BeforeCommit is called by a Store inside every update and delete of a
+// note, after the change and before COMMIT; done is called after the
+// COMMIT, with false when the COMMIT failed (it may still have taken
+// effect). An error rolls the change back; the Store returns it (wrapped
+// in ErrUnavailable by the cache). The cache uses it to invalidate the note
+// on every instance before the change becomes visible.
+type BeforeCommit func(ctx context.Context, id int64) (done func(committed bool), err error)
+
 // Limits of a note's fields, counted in characters (runes), not bytes.
 const (
 	MaxTitle = 200

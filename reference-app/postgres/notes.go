@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,7 +17,20 @@ import (
 // parameterized; no value is ever formatted into SQL.
 type NoteStore struct {
 	pool *pgxpool.Pool
+
+	// BeforeCommit, if set, is called inside every update and delete,
+	// after the change and before COMMIT (the cache's invalidation).
+	BeforeCommit notes.BeforeCommit
 }
+
+// writeIdleTimeout is the fence that BeforeCommit relies on: PostgreSQL
+// ends a write transaction that stays idle longer than this, so a COMMIT
+// arrives within writeIdleTimeout of BeforeCommit, or the change is rolled
+// back - even if this process pauses (GC, SIGSTOP) in between. It must
+// exceed the longest BeforeCommit (the cache waits at most 1 s for acks)
+// and stay below the cache's WriteWindow (5 s) minus the time a COMMIT
+// takes to become visible.
+const writeIdleTimeout = 2 * time.Second
 
 var _ notes.Store = (*NoteStore)(nil)
 
@@ -37,9 +52,13 @@ func (s *NoteStore) Create(ctx context.Context, in notes.Input) (notes.Note, err
 	if err := in.Validate(); err != nil {
 		return notes.Note{}, err
 	}
-	n, err := scanNote(s.pool.QueryRow(ctx,
-		`INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING `+noteColumns,
-		in.Title, in.Body))
+	var n notes.Note
+	err := s.write(ctx, func(tx pgx.Tx) (id int64, err error) {
+		n, err = scanNote(tx.QueryRow(ctx,
+			`INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING `+noteColumns,
+			in.Title, in.Body))
+		return n.ID, err
+	})
 	if err != nil {
 		return notes.Note{}, fmt.Errorf("create note: %w", err)
 	}
@@ -65,12 +84,14 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 	if err := in.Validate(); err != nil {
 		return notes.Note{}, err
 	}
-	n, err := scanNote(s.pool.QueryRow(ctx,
-		`UPDATE notes SET title = $2, body = $3, updated_at = now()
-		 WHERE id = $1 RETURNING `+noteColumns, id, in.Title, in.Body))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notes.Note{}, notes.ErrNotFound
-	}
+	var n notes.Note
+	err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+		var err error
+		n, err = scanNote(tx.QueryRow(ctx,
+			`UPDATE notes SET title = $2, body = $3, updated_at = now()
+			 WHERE id = $1 RETURNING `+noteColumns, id, in.Title, in.Body))
+		return id, err
+	})
 	if err != nil {
 		return notes.Note{}, fmt.Errorf("update note %d: %w", id, err)
 	}
@@ -79,14 +100,56 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 
 // Delete removes a note, or returns notes.ErrNotFound.
 func (s *NoteStore) Delete(ctx context.Context, id int64) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM notes WHERE id = $1`, id)
+	err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM notes WHERE id = $1`, id)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = notes.ErrNotFound
+		}
+		return id, err
+	})
 	if err != nil {
 		return fmt.Errorf("delete note %d: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
+	return nil
+}
+
+// write runs change (which returns the id of the note it changed) in a
+// transaction and calls BeforeCommit between the change and COMMIT, under
+// the writeIdleTimeout fence. Without BeforeCommit it is a plain
+// transaction. A create goes through it too, so that the cache learns of
+// the new note (and caches it from its first read).
+func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error)) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if s.BeforeCommit != nil {
+		if _, err := tx.Exec(ctx, "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+			strconv.FormatInt(writeIdleTimeout.Milliseconds(), 10)); err != nil {
+			return err
+		}
+	}
+	id, err := change(tx)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return notes.ErrNotFound
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	if s.BeforeCommit == nil {
+		return tx.Commit(ctx)
+	}
+	done, err := s.BeforeCommit(ctx, id)
+	if err != nil {
+		return err
+	}
+	err = tx.Commit(ctx)
+	// A COMMIT that returned an error may still have taken effect:
+	// done(false) keeps the note out of the cache until the fence is
+	// over, instead of at once.
+	done(err == nil)
+	return err
 }
 
 // List returns up to limit notes with id > after in id order. The primary

@@ -6,65 +6,82 @@
 // Why not go-redis/cache's own local tier: it is never invalidated across
 // instances (go-redis/cache#76), and its TinyLFU can keep the old value when
 // a key is overwritten (go-redis/cache#105). The local tier here is
-// cache.LRU, and go-redis/cache is used for the Redis tier only (it is
-// created without a LocalCache).
+// cache.LRU, and go-redis/cache is used for the Redis tier only.
 //
-// # The invalidation protocol (the cache "signal")
+// # The promise
 //
-// Redis tier. Every key has a version key. Delete runs, in one MULTI:
-// INCR version, DEL value, PUBLISH. A loader reads the version BEFORE it
-// loads from the database, and stores what it loaded with a script that sets
-// the value only if the version is still the one it read. So a value loaded
-// before a write can't be stored after the write's DEL: either the loader
-// read the old version (and the INCR makes its store fail, or its store came
-// first and the DEL removes it), or it read the new version, which means it
-// read the database after the write committed.
+// A Get that starts after a write's response never returns a value older
+// than that write, on any instance, whatever fails: an instance or Redis
+// paused (SIGSTOP, GC, a frozen VM), a connection that is half-open, one
+// instance cut off from Redis, Redis restarted empty or losing keys. The
+// price: a write that cannot tell the other instances fails (503) before it
+// commits, so while Redis is unreachable from an instance, that instance's
+// writes of cached data fail and its reads go to the database.
 //
-// Local tier. Every instance SUBSCRIBEs to <prefix>:invalidate and, for each
-// message, drops the key from its local tier (cache.LRU.Invalidate, which
-// also refuses stores of loads that were in flight) and then answers with an
-// ack on the writer's ack channel. PUBLISH returns how many subscribers got
-// the message; Delete waits for that many acks. An instance uses its local
-// tier only while it holds a LEASE: a PING sent at time s on the subscribed
-// connection whose PONG came back extends the lease to s+Lease. Redis answers
-// in order, so when that PONG arrives every invalidation PUBLISHed before
-// Redis read the PING has already been processed.
+// # How: invalidate before commit, and a fence on the commit
 //
-// Why a Get that starts after Delete returned can't see an older value:
+// Every write calls Invalidate inside its database transaction, after the
+// UPDATE and before COMMIT. Invalidate runs one script in Redis that
 //
-//  1. Redis tier: Delete's DEL ran after the database write; see above.
-//  2. Local tier, instance acked: it dropped the key (and bumped the
-//     generation that in-flight loads check) before acking.
-//  3. Local tier, instance did not ack in time: Delete waits until
-//     Lease+margin after PUBLISH returned. An instance that did not process
-//     the message holds no lease from a PING that Redis read after the
-//     PUBLISH; any older lease has run out by then, so it reads past its
-//     local tier (Redis tier or database). Only durations measured on each
-//     machine are compared, so clocks need not agree, only run at about
-//     the same rate (the margin is Lease/4).
-//  4. Connection lost or re-established: the whole local tier is cleared
-//     (and its epoch bumped, refusing in-flight stores); while not subscribed
-//     there is no lease, so the local tier and single-flight sharing are
-//     bypassed.
-//  5. Single-flight: a load is shared only by Gets with the same stamp
-//     (generation) of the key, so a Get that starts after the invalidation
-//     never joins a load that started before it.
+//   - deletes the value,
+//   - gives the key a new random nonce and registers the write in the key's
+//     meta hash as "writer until now+WriteWindow" (Redis's clock),
+//   - lists the live members (instances that may hold a local tier, below),
+//   - and PUBLISHes the key,
 //
-// Redis down: Get loads from the database (warn log, rate-limited); there
-// are no leases, so no local tier either. Delete returns an error, after
-// waiting until every lease that could still cover the key has run out
-// (only in the first Lease+margin after this instance saw Redis go away;
-// later it fails at once). It remembers the key and invalidates it again as
-// soon as Redis answers, in case Redis comes back with the old value
-// (persistence). Until then, or if this instance stops first, Redis entries
-// live at most TTL (CACHE_TTL); a Redis restarted empty is harmless.
+// then waits until every live member acked (it dropped the key from its
+// local tier) or its membership ran out. Only then does the transaction
+// commit; if anything fails, the transaction rolls back and the client
+// gets 503: nothing is written that the cache could hide.
 //
-// Known limits: a subscriber connection that was closed (by Redis, or by a
-// go-redis reconnect) is not counted by PUBLISH; until its instance has read
-// the close, it may serve its local copy, at most until its lease ends
-// (Lease). A partition between one instance and Redis, with the database
-// still reachable, leaves the old value in Redis until the retry or TTL.
-// Redis Cluster is not supported (PUBLISH counts one node's subscribers).
+// Storing in the Redis tier. A Get that misses asks the key's meta (a
+// script): if a writer is registered and not expired, or the meta is
+// missing, the value is not stored (and a missing meta is created with a
+// writer "new" of WriteWindow: after Redis restarts empty or loses the key,
+// nothing is stored until every write that was under way has committed).
+// Otherwise the script returns the nonce; the Get loads from the database
+// and stores only if the nonce is still the same (a script). Any write that
+// started meanwhile changed the nonce, so a value read from the database
+// before a write commits is never stored after it; nonces are random, so
+// unlike a counter they cannot repeat after a restart or an eviction. done
+// removes the writer, so the key is cached again at once.
+//
+// The fence. A writer is registered for WriteWindow (5 s). The transaction
+// must commit before that, or not at all, even if this process pauses right
+// after Invalidate: PostgreSQL itself ends a transaction that stays idle
+// longer than idle_in_transaction_session_timeout (postgres.NoteStore sets
+// 2 s for writes), which leaves 3 s for the COMMIT itself to become visible.
+//
+// Local tier. An instance uses its local tier only while it holds a LEASE,
+// and is a member (a sorted set in Redis, score = expiry by Redis's clock)
+// for at least as long: every PingInterval it first renews its membership
+// to Redis-now+Lease, and only after that sends a PING on its subscribed
+// connection, with its own send time s; the PONG extends the lease to
+// s+Lease. Redis answers in order on that connection, so when the PONG
+// arrives every invalidation PUBLISHed before Redis read the PING has been
+// processed; and the membership renewed before the PING covers the lease.
+// A writer therefore waits for the acks of the members that are live when it
+// PUBLISHes; one that does not ack (paused, its subscription half-open) is
+// waited for only until its membership runs out, after which its lease has
+// run out too and it reads past its local tier. A paused instance stops
+// renewing, so after one Lease the writers stop waiting for it. Only
+// durations measured on each machine are compared, so clocks need not
+// agree, only run at about the same rate (the margin is Lease/16).
+//
+// A Get decides to use the local tier before it reads it; if the process
+// pauses in between, the value it returns was current when the Get
+// started, which is all a read may promise.
+//
+// Connection lost or silent: a subscription that delivers nothing (not
+// even the PONGs, sent every PingInterval) for 2 x Lease is closed and
+// re-established; while not subscribed there is no lease, the local tier is
+// cleared and bypassed, and single-flight sharing is off.
+//
+// Known limits: the fence assumes PostgreSQL makes a COMMIT visible within
+// WriteWindow minus 2 s of receiving it; a slower disk can break it. Redis
+// Cluster is not supported (the member set and the value of a key live on
+// different slots). Reads on an instance cut off from Redis wait for the
+// Redis timeouts (300 ms) before going to the database.
 package redis
 
 import (
@@ -92,17 +109,23 @@ import (
 // Options configure a Cache. Zero values take the defaults.
 type Options struct {
 	URL       string        // redis://[user:pass@]host:port/db (REDIS_URL)
-	Prefix    string        // prefix of keys and channels; default "cache"
+	Prefix    string        // prefix of keys and channels (CACHE_PREFIX); default "cache"
 	TTL       time.Duration // lifetime of Redis entries (CACHE_TTL); default 5m
 	LocalSize int           // local tier entries (CACHE_LOCAL_SIZE); 0 disables it
 	LocalTTL  time.Duration // backstop lifetime of local entries; default 5s, at most TTL
 	Logger    *slog.Logger
 
-	// PingInterval and Lease bound how long an instance that stopped
-	// hearing from Redis keeps using its local tier, and so how long a
-	// Delete waits for an instance that does not ack. Defaults 200ms and 1s.
-	PingInterval time.Duration
+	// Lease bounds how long an instance that stopped hearing from Redis
+	// keeps using its local tier, and so how long a write waits for an
+	// instance that does not ack. Default 750ms; PingInterval defaults
+	// to Lease/5.
 	Lease        time.Duration
+	PingInterval time.Duration
+	// WriteWindow is how long a write keeps a key from being cached if
+	// it never calls done (it crashed, or lost Redis after Invalidate).
+	// It must exceed the time a transaction may take from Invalidate to a
+	// visible COMMIT; see the package doc. Default 5s.
+	WriteWindow time.Duration
 }
 
 // Cache is the distributed cache.Cache. It is safe for concurrent use.
@@ -114,9 +137,10 @@ type Cache struct {
 	local  *cache.LRU
 	flight singleflight.Group
 
-	token    string // names this Cache in invalidation messages
+	token    string // names this instance: member, and origin of messages
 	channel  string // <prefix>:invalidate
 	ackChan  string // <prefix>:ack:<token>
+	members  string // <prefix>:members
 	base     time.Time
 	lease    atomic.Int64 // local tier usable until base+lease (ns)
 	lostAt   atomic.Int64 // when the subscription was lost (ns since base), or -1 while subscribed
@@ -127,20 +151,22 @@ type Cache struct {
 	warnedAt atomic.Int64
 
 	mu      sync.Mutex
-	waiters map[string]*waiter  // Delete calls waiting for acks, by message id
-	pending map[string]struct{} // keys whose invalidation failed, retried
+	waiters map[string]*waiter // writes waiting for acks, by message id
 }
 
-// maxPending bounds the keys remembered while Redis is down.
-const maxPending = 10000
-
 var _ cache.Cache = (*Cache)(nil)
+
+// maxAckWait bounds how long a write waits for acks before it gives up and
+// rolls back. It is above Lease+margin, so an instance that is paused or
+// cut off delays writes (for at most one Lease) but does not fail them.
+const maxAckWait = time.Second
 
 // New connects lazily: it does not fail when Redis is down, the cache
 // serves from the database until Redis answers.
 func New(opts Options) (*Cache, error) {
 	ro, err := goredis.ParseURL(opts.URL)
 	if err != nil {
+		// The error never holds the URL, whose password must not be logged.
 		return nil, fmt.Errorf("redis: REDIS_URL: %w", err)
 	}
 	// A down Redis must cost a request milliseconds, not the defaults'
@@ -180,11 +206,14 @@ func New(opts Options) (*Cache, error) {
 		opts.LocalTTL = 5 * time.Second
 	}
 	opts.LocalTTL = min(opts.LocalTTL, opts.TTL)
-	if opts.PingInterval <= 0 {
-		opts.PingInterval = 200 * time.Millisecond
-	}
 	if opts.Lease <= 0 {
-		opts.Lease = time.Second
+		opts.Lease = 750 * time.Millisecond
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = opts.Lease / 5
+	}
+	if opts.WriteWindow <= 0 {
+		opts.WriteWindow = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -203,15 +232,14 @@ func New(opts Options) (*Cache, error) {
 		base:    time.Now(),
 		closing: make(chan struct{}),
 		waiters: make(map[string]*waiter),
-		pending: make(map[string]struct{}),
 	}
-	// No LocalCache: see the package doc. JSON rather than go-redis/cache's
-	// msgpack: values read back exactly as an uncached load (msgpack decodes
-	// a time.Time in the local zone), the same as cache.Memory, and readable
-	// with redis-cli.
+	// JSON rather than go-redis/cache's msgpack: values read back exactly
+	// as an uncached load (msgpack decodes a time.Time in the local zone),
+	// the same as cache.Memory, and readable with redis-cli.
 	c.rc = rediscache.New(&rediscache.Options{Redis: c.rdb, Marshal: json.Marshal, Unmarshal: unmarshal})
 	c.channel = opts.Prefix + ":invalidate"
 	c.ackChan = opts.Prefix + ":ack:" + c.token
+	c.members = opts.Prefix + ":members"
 	c.lostAt.Store(0)
 	c.ps = c.rdb.Subscribe(context.Background(), c.channel, c.ackChan)
 	c.wg.Add(2)
@@ -220,10 +248,10 @@ func New(opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// Keys: the value and its version share a hash tag, so the scripts that
-// touch both stay valid on a Redis that shards by slot.
-func (c *Cache) valueKey(key string) string   { return c.opts.Prefix + ":{" + key + "}" }
-func (c *Cache) versionKey(key string) string { return c.opts.Prefix + ":{" + key + "}:v" }
+// Keys: the value and its meta share a hash tag, so the scripts that touch
+// both stay valid on a Redis that shards by slot.
+func (c *Cache) valueKey(key string) string { return c.opts.Prefix + ":{" + key + "}" }
+func (c *Cache) metaKey(key string) string  { return c.opts.Prefix + ":{" + key + "}:m" }
 
 func (c *Cache) sinceBase() int64 { return int64(time.Since(c.base)) }
 
@@ -233,7 +261,7 @@ func (c *Cache) leased() bool { return c.sinceBase() < c.lease.Load() }
 // Get implements cache.Cache.
 func (c *Cache) Get(ctx context.Context, key string, v any, load func(context.Context) (any, error)) (cache.Source, error) {
 	// The lease is checked before the stamp is taken and before the local
-	// read: see the package doc, point 3.
+	// read: see the package doc.
 	leased := c.leased()
 	stamp := c.local.Stamp(key)
 	if leased {
@@ -243,209 +271,294 @@ func (c *Cache) Get(ctx context.Context, key string, v any, load func(context.Co
 			}
 		}
 	}
-	var src cache.Source
-	fetch := func(ctx context.Context) ([]byte, error) {
-		b, s, err := c.fetch(ctx, key, load)
-		if err != nil {
-			return nil, err
-		}
-		src = s
-		if leased {
+	// A shared load is used by a Get that joined it only if the load read
+	// the database after the Get started, or its result was one the Redis
+	// tier accepted: a load that Redis refused may have read the database
+	// while a write was under way, and that write may have returned since
+	// (its invalidation came before its commit, so the stamp cannot tell).
+	started := time.Now()
+	fetch := func(ctx context.Context) (fetched, error) {
+		f, err := c.fetch(ctx, key, load)
+		if err == nil && leased && f.keep {
 			// Refused if the key was invalidated, or the subscription
 			// lost, since the stamp was taken.
-			c.local.SetIf(key, b, stamp)
+			c.local.SetIf(key, f.b, stamp)
 		}
-		return b, nil
+		return f, err
 	}
-	var b []byte
+	var f fetched
 	var err error
 	if leased {
-		b, err = cache.Flight(ctx, &c.flight, cache.FlightKey(key, stamp), fetch)
+		f, err = cache.Flight(ctx, &c.flight, cache.FlightKey(key, stamp), fetch)
+		if err == nil && !f.keep && f.loadedAt.Before(started) {
+			f, err = fetch(ctx)
+		}
 	} else {
 		// Not subscribed: a missed invalidation would not bump the
-		// stamp, so loads are not shared (point 5 needs the signal).
-		b, err = fetch(ctx)
+		// stamp, so loads are not shared.
+		f, err = fetch(ctx)
 	}
 	if err != nil {
 		return cache.SourceMiss, err
 	}
-	if src == "" {
-		src = cache.SourceMiss // joined another Get's load
-	}
+	b, src := f.b, f.src
 	if err := c.rc.Unmarshal(b, v); err != nil {
-		return src, fmt.Errorf("cache: decode %q: %w", key, err)
+		if src != cache.SourceRedis {
+			return src, fmt.Errorf("cache: decode %q: %w", key, err)
+		}
+		// Stored by another version of the service with another type
+		// (a rolling deploy): load it again and replace it.
+		c.warn("cached value does not decode, reloading", err)
+		b, _, err := c.loadAndStore(ctx, key, load, true)
+		if err != nil {
+			return cache.SourceMiss, err
+		}
+		return cache.SourceMiss, c.rc.Unmarshal(b, v)
 	}
 	return src, nil
 }
 
-// fetch reads the Redis tier, or loads and stores a value there. Redis
-// errors are logged and answered from load.
-func (c *Cache) fetch(ctx context.Context, key string, load func(context.Context) (any, error)) ([]byte, cache.Source, error) {
+// fetched is what fetch found.
+type fetched struct {
+	b        []byte
+	src      cache.Source
+	keep     bool      // a value read from the Redis tier, or one it accepted: the local tier may keep it
+	loadedAt time.Time // when the database read began (zero for a Redis hit)
+}
+
+// fetch reads the Redis tier, or loads a value and stores it there when
+// that is safe.
+func (c *Cache) fetch(ctx context.Context, key string, load func(context.Context) (any, error)) (fetched, error) {
 	var raw []byte
 	err := c.rc.Get(ctx, c.valueKey(key), &raw) // *[]byte: the stored bytes, decoded later
 	if err == nil && len(raw) > 0 {
-		return raw, cache.SourceRedis, nil
+		return fetched{b: raw, src: cache.SourceRedis, keep: true}, nil
 	}
 	redisUp := err == nil || errors.Is(err, rediscache.ErrCacheMiss)
-	var version string
-	if redisUp {
-		// The version is read before the load: see the package doc.
-		version, err = c.rdb.Get(ctx, c.versionKey(key)).Result()
-		if errors.Is(err, goredis.Nil) {
-			version, err = "", nil
-		}
-		redisUp = err == nil
-	}
 	if !redisUp {
-		c.warn("redis unavailable, reading through to the source", err)
+		c.warn("redis unavailable, reading through to the database", err)
+	}
+	f := fetched{src: cache.SourceMiss, loadedAt: time.Now()}
+	f.b, f.keep, err = c.loadAndStore(ctx, key, load, redisUp)
+	return f, err
+}
+
+// loadAndStore asks Redis whether the key may be stored (and under which
+// nonce) BEFORE it reads the database, then stores only if the nonce did
+// not change: see the package doc.
+func (c *Cache) loadAndStore(ctx context.Context, key string, load func(context.Context) (any, error), redisUp bool) ([]byte, bool, error) {
+	nonce := ""
+	if redisUp {
+		n, err := claim.Run(ctx, c.rdb, []string{c.metaKey(key)},
+			newToken(), c.opts.WriteWindow.Milliseconds(), c.metaTTL().Milliseconds()).Text()
+		switch {
+		case err == nil:
+			nonce = n
+		case !errors.Is(err, goredis.Nil):
+			c.warn("redis claim failed", err)
+		}
 	}
 	val, err := load(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, false, err
 	}
 	b, err := c.rc.Marshal(val)
 	if err != nil {
-		return nil, "", fmt.Errorf("cache: encode %q: %w", key, err)
+		return nil, false, fmt.Errorf("cache: encode %q: %w", key, err)
 	}
-	if redisUp {
-		err := setIfVersion.Run(ctx, c.rdb, []string{c.valueKey(key), c.versionKey(key)},
-			version, b, c.opts.TTL.Milliseconds()).Err()
-		if err != nil && !errors.Is(err, goredis.Nil) {
-			c.warn("redis set failed", err)
-		}
+	if nonce == "" {
+		return b, false, nil
 	}
-	return b, cache.SourceMiss, nil
+	stored, err := store.Run(ctx, c.rdb, []string{c.valueKey(key), c.metaKey(key)},
+		nonce, b, c.opts.TTL.Milliseconds(), c.metaTTL().Milliseconds()).Int()
+	if err != nil {
+		c.warn("redis store failed", err)
+	}
+	return b, stored == 1, nil
 }
 
-// setIfVersion stores a loaded value only if no Delete ran since the
-// loader read the version.
-var setIfVersion = goredis.NewScript(`
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+// metaTTL keeps a key's meta as long as its value, plus a write window.
+func (c *Cache) metaTTL() time.Duration { return c.opts.TTL + c.opts.WriteWindow }
+
+// The scripts read Redis's clock (TIME), so every writer expiry is measured
+// on one clock. Scripts are replicated by their effects (Redis 7).
+const nowMS = `local t = redis.call('TIME'); local now = t[1]*1000 + math.floor(t[2]/1000)
+`
+
+// claim: KEYS meta; ARGV nonce-if-new, window ms, meta ttl ms. Returns the
+// nonce when the key may be stored, nil when a write is under way or the
+// meta was missing (then it is created with a writer "new").
+var claim = goredis.NewScript(nowMS + `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'w:new', now + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return false
+end
+local f = redis.call('HGETALL', KEYS[1])
+local nonce, busy = false, false
+for i = 1, #f, 2 do
+  if f[i] == 'n' then nonce = f[i+1]
+  elseif tonumber(f[i+1]) > now then busy = true
+  else redis.call('HDEL', KEYS[1], f[i]) end
+end
+if busy then return false end
+return nonce`)
+
+// store: KEYS value, meta; ARGV nonce, value, ttl ms, meta ttl ms.
+var store = goredis.NewScript(`
+if redis.call('HGET', KEYS[2], 'n') ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1`)
 
-// Delete implements cache.Cache; see the package doc for the protocol.
-func (c *Cache) Delete(ctx context.Context, key string) error {
-	c.local.Invalidate(key) // this instance at once, whatever Redis does
-	err := c.invalidate(ctx, key, true)
-	if err == nil {
-		return nil
-	}
-	c.remember(key)
-	c.waitOutLeases(ctx)
-	c.warn("invalidation failed, retried when redis answers", err)
-	return fmt.Errorf("cache: invalidate %q: %w", key, err)
-}
+// begin: KEYS value, meta, members; ARGV nonce, write id, window ms, meta
+// ttl ms, channel, message. Returns {now, member, expiry, member, expiry...}.
+var begin = goredis.NewScript(nowMS + `
+redis.call('HSET', KEYS[2], 'n', ARGV[1], 'w:' .. ARGV[2], now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local out = {now}
+local m = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+for i = 1, #m do out[#out+1] = m[i] end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return out`)
 
-// invalidate bumps the version, deletes the value, publishes the key and,
-// when wait is set, waits until every instance dropped it from its local
-// tier or its lease ran out.
-func (c *Cache) invalidate(ctx context.Context, key string, wait bool) error {
+// end: KEYS meta; ARGV write id.
+var end = goredis.NewScript(`redis.call('HDEL', KEYS[1], 'w:' .. ARGV[1]) return 1`)
+
+// renew: KEYS members; ARGV token, lease ms. Memberships only grow (GT).
+var renew = goredis.NewScript(nowMS + `
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
+return 1`)
+
+// Invalidate implements cache.Cache; see the package doc for the protocol.
+func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed bool), err error) {
+	c.local.Begin(key) // this instance at once; no local store until done
 	id := strconv.FormatUint(c.seq.Add(1), 10)
-	w := &waiter{need: -1, done: make(chan struct{})}
-	if wait {
-		c.mu.Lock()
-		c.waiters[id] = w
-		c.mu.Unlock()
-		defer func() {
-			c.mu.Lock()
-			delete(c.waiters, id)
-			c.mu.Unlock()
-		}()
-	}
-	var pub *goredis.IntCmd
-	_, err := c.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Incr(ctx, c.versionKey(key))
-		// The version must outlive any load that read it; see the package doc.
-		p.PExpire(ctx, c.versionKey(key), c.opts.TTL+time.Minute)
-		p.Del(ctx, c.valueKey(key))
-		pub = p.Publish(ctx, c.channel, c.token+"|"+id+"|"+key)
-		return nil
-	})
-	if err != nil || !wait {
-		return err
-	}
-	published := time.Now()
+	w := &waiter{done: make(chan struct{})}
 	c.mu.Lock()
-	w.need = int(pub.Val())
+	c.waiters[id] = w
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, id)
+		c.mu.Unlock()
+	}()
+	var once sync.Once
+	release := func(committed bool) {
+		once.Do(func() { c.end(key, id, committed) })
+	}
+	reply, err := begin.Run(ctx, c.rdb, []string{c.valueKey(key), c.metaKey(key), c.members},
+		newToken(), c.token+"."+id, c.opts.WriteWindow.Milliseconds(), c.metaTTL().Milliseconds(),
+		c.channel, c.token+"|"+id+"|"+key).Slice()
+	if err != nil {
+		release(false)
+		return nil, c.fail(key, fmt.Errorf("invalidate: %w", err))
+	}
+	sent := time.Now()
+	now, until, err := parseMembers(reply)
+	if err != nil {
+		release(false)
+		return nil, c.fail(key, err)
+	}
+	c.mu.Lock()
+	w.pending = make(map[string]time.Time)
+	for m, expiry := range until {
+		if m != c.token && expiry > now {
+			// Wait at most until its membership ends by Redis's clock,
+			// measured here as a duration from when the reply came back
+			// (later than Redis's now: waiting longer is safe), plus the
+			// clock-rate margin.
+			w.pending[m] = sent.Add(time.Duration(expiry-now)*time.Millisecond + c.opts.Lease/16)
+		}
+	}
+	for m := range w.acked {
+		delete(w.pending, m)
+	}
 	w.check()
 	c.mu.Unlock()
 
-	timer := time.NewTimer(time.Until(published.Add(c.leaseWait())))
+	last := sent
+	for _, t := range w.pending {
+		if t.After(last) {
+			last = t
+		}
+	}
+	timer := time.NewTimer(min(time.Until(last), maxAckWait))
 	defer timer.Stop()
 	select {
 	case <-w.done:
+		return release, nil
+	case <-ctx.Done():
+		release(false)
+		return nil, c.fail(key, ctx.Err())
 	case <-timer.C:
-		// Correct by the lease (point 3), but worth knowing about.
-		c.mu.Lock()
-		got, need := w.got, w.need
-		c.mu.Unlock()
-		c.log.Warn("cache: invalidation not acked by every instance, waited out their leases",
-			"key", key, "acks", got, "subscribers", need)
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-	return nil
-}
-
-// leaseWait is Lease plus a margin for clock-rate differences and scheduling.
-func (c *Cache) leaseWait() time.Duration { return c.opts.Lease + c.opts.Lease/4 }
-
-// waitOutLeases returns once no instance can hold a lease from before Redis
-// went away: a lease comes from a PONG that Redis sent before it went away,
-// which is before this instance saw it go (lostAt), or before now.
-func (c *Cache) waitOutLeases(ctx context.Context) {
-	from := c.sinceBase()
-	if lost := c.lostAt.Load(); lost >= 0 {
-		from = lost
-	}
-	d := time.Duration(from) + c.leaseWait() - time.Since(c.base)
-	if d <= 0 {
-		return
-	}
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
-}
-
-// remember keeps a key whose invalidation failed, for retryPending.
-func (c *Cache) remember(key string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.pending) >= maxPending {
-		c.log.Error("cache: too many failed invalidations to remember; Redis entries may be stale until CACHE_TTL",
-			"key", key)
-		return
-	}
-	c.pending[key] = struct{}{}
-}
-
-func (c *Cache) hasPending() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.pending) > 0
-}
-
-// retryPending invalidates again the keys whose invalidation failed.
-func (c *Cache) retryPending(ctx context.Context) {
-	c.mu.Lock()
-	keys := make([]string, 0, len(c.pending))
-	for k := range c.pending {
-		keys = append(keys, k)
+	var late []string
+	waited := len(w.pending) > 0
+	for m, t := range w.pending {
+		if time.Now().Before(t) {
+			late = append(late, m)
+		}
 	}
 	c.mu.Unlock()
-	for _, k := range keys {
-		if err := c.invalidate(ctx, k, false); err != nil {
-			return
+	if len(late) > 0 {
+		release(false)
+		return nil, c.fail(key, fmt.Errorf("instances %v neither acked nor left within %v", late, maxAckWait))
+	}
+	if waited {
+		// Not acked, but their leases have run out: correct, and worth knowing.
+		c.warn("invalidation not acked by every instance, waited out their leases", errors.New(key))
+	}
+	return release, nil
+}
+
+// end is the done of Invalidate. The local tier may store again at once
+// (it only keeps what the Redis tier accepted); the writer is removed from
+// the key's meta only if the write committed, because a failed COMMIT may
+// still take effect: then the writer expires with WriteWindow.
+func (c *Cache) end(key, id string, committed bool) {
+	c.local.End(key)
+	if !committed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := end.Run(ctx, c.rdb, []string{c.metaKey(key)}, c.token+"."+id).Err(); err != nil {
+		// Harmless: the key is cached again after WriteWindow.
+		c.warn("redis end of write failed", err)
+	}
+}
+
+// fail logs (rate-limited) and wraps a failed invalidation.
+func (c *Cache) fail(key string, err error) error {
+	c.warn("invalidation failed; the write is rolled back", err)
+	return fmt.Errorf("cache: invalidate %q: %w", key, err)
+}
+
+// parseMembers reads begin's reply: Redis's now, then member/expiry pairs.
+func parseMembers(reply []any) (now int64, until map[string]int64, err error) {
+	bad := errors.New("redis: unexpected reply of the invalidation script")
+	if len(reply) == 0 || len(reply)%2 != 1 {
+		return 0, nil, bad
+	}
+	now, ok := reply[0].(int64)
+	if !ok {
+		return 0, nil, bad
+	}
+	until = make(map[string]int64)
+	for i := 1; i+1 < len(reply); i += 2 {
+		m, ok1 := reply[i].(string)
+		s, ok2 := reply[i+1].(string)
+		expiry, err := strconv.ParseFloat(s, 64)
+		if !ok1 || !ok2 || err != nil {
+			return 0, nil, bad
 		}
-		c.mu.Lock()
-		delete(c.pending, k)
-		c.mu.Unlock()
+		until[m] = int64(expiry)
 	}
-	if len(keys) > 0 {
-		c.log.Info("cache: invalidations retried", "keys", len(keys))
-	}
+	return now, until, nil
 }
 
 // Check implements cache.Cache: Redis answers and this instance is
@@ -460,23 +573,29 @@ func (c *Cache) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close implements cache.Cache.
+// Close implements cache.Cache. It leaves the member set, so writers stop
+// waiting for this instance at once.
 func (c *Cache) Close() error {
 	close(c.closing)
 	err := c.ps.Close()
 	c.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = c.rdb.ZRem(ctx, c.members, c.token).Err()
 	return errors.Join(err, c.rdb.Close())
 }
 
 // receive is the subscriber loop: it applies invalidations, counts acks,
-// and holds the lease. go-redis reconnects and resubscribes by itself; any
-// error here means messages may have been missed.
+// and holds the lease. go-redis reconnects and resubscribes by itself after
+// any error, including the deadline here: a subscription that delivers
+// nothing, not even the PONGs of ping, for 2 x Lease is taken for dead.
 func (c *Cache) receive() {
 	defer c.wg.Done()
-	ctx := context.Background()
 	backoff := 50 * time.Millisecond
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*c.opts.Lease)
 		msg, err := c.ps.Receive(ctx)
+		cancel()
 		select {
 		case <-c.closing:
 			return
@@ -496,14 +615,14 @@ func (c *Cache) receive() {
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == c.channel {
-				c.subscribed(ctx)
+				c.subscribed()
 			}
 		case *goredis.Pong:
-			c.renew(m.Payload)
+			c.extend(m.Payload)
 		case *goredis.Message:
 			switch m.Channel {
 			case c.channel:
-				c.onInvalidate(ctx, m.Payload)
+				c.onInvalidate(m.Payload)
 			case c.ackChan:
 				c.onAck(m.Payload)
 			}
@@ -522,19 +641,19 @@ func (c *Cache) lost(err error) {
 }
 
 // subscribed starts a new subscription: the local tier is cleared again
-// (nothing loaded before this point may be stored) and a PING asks for the
+// (nothing loaded before this point may be stored); the next PONG gives the
 // first lease.
-func (c *Cache) subscribed(ctx context.Context) {
+func (c *Cache) subscribed() {
 	c.lease.Store(0) // only PONGs on this connection count from now on
 	c.local.Clear()
 	if c.lostAt.Swap(-1) > 0 {
 		c.log.Info("cache: invalidation subscription restored")
 	}
-	c.sendPing(ctx)
 }
 
-// renew extends the lease from a PONG whose payload is the PING's send time.
-func (c *Cache) renew(payload string) {
+// extend extends the lease from a PONG whose payload is the PING's send
+// time; ping sent it only after renewing the membership.
+func (c *Cache) extend(payload string) {
 	sent, err := strconv.ParseInt(payload, 10, 64)
 	if err != nil || c.lostAt.Load() >= 0 {
 		return
@@ -544,57 +663,56 @@ func (c *Cache) renew(payload string) {
 	}
 }
 
-func (c *Cache) onInvalidate(ctx context.Context, payload string) {
+func (c *Cache) onInvalidate(payload string) {
 	origin, rest, ok1 := strings.Cut(payload, "|")
 	id, key, ok2 := strings.Cut(rest, "|")
-	if !ok1 || !ok2 {
-		return
+	if !ok1 || !ok2 || origin == c.token {
+		return // the writer dropped its own key before publishing
 	}
 	c.local.Invalidate(key)
 	// The ack goes out only after the key is gone from this local tier.
-	if origin == c.token {
-		c.onAck(id)
-		return
-	}
 	go func() {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_ = c.rdb.Publish(ctx, c.opts.Prefix+":ack:"+origin, id).Err()
+		_ = c.rdb.Publish(ctx, c.opts.Prefix+":ack:"+origin, id+"|"+c.token).Err()
 	}()
 }
 
-func (c *Cache) onAck(id string) {
+func (c *Cache) onAck(payload string) {
+	id, member, ok := strings.Cut(payload, "|")
+	if !ok {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w, ok := c.waiters[id]; ok {
-		w.got++
-		w.check()
+		w.ack(member)
 	}
 }
 
-// ping sends a PING on the subscribed connection every PingInterval.
+// ping renews the membership, then PINGs the subscribed connection, every
+// PingInterval. The order matters: see the package doc.
 func (c *Cache) ping() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.opts.PingInterval)
 	defer t.Stop()
-	ctx := context.Background()
 	for {
 		select {
 		case <-c.closing:
 			return
 		case <-t.C:
-			c.sendPing(ctx)
-			if c.lostAt.Load() < 0 && c.hasPending() {
-				c.retryPending(ctx)
-			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.PingInterval)
+		sent := c.sinceBase()
+		err := renew.Run(ctx, c.rdb, []string{c.members}, c.token, c.opts.Lease.Milliseconds()).Err()
+		if err == nil {
+			err = c.ps.Ping(ctx, strconv.FormatInt(sent, 10))
+		}
+		cancel()
+		if err != nil {
+			c.warn("redis lease renewal failed", err)
 		}
 	}
-}
-
-// sendPing's payload is the send time: the lease counts from when the PING
-// left, which is before Redis read it.
-func (c *Cache) sendPing(ctx context.Context) {
-	_ = c.ps.Ping(ctx, strconv.FormatInt(c.sinceBase(), 10))
 }
 
 // warn logs Redis trouble at most every 10 seconds.
@@ -609,17 +727,30 @@ func (c *Cache) warn(msg string, err error) {
 	}
 }
 
-// waiter counts the acks of one invalidation.
+// waiter collects the acks of one invalidation.
 type waiter struct {
-	need   int // subscribers that got the message; -1 until PUBLISH returned
-	got    int // acks so far (some may come before PUBLISH returns)
-	done   chan struct{}
-	closed bool
+	pending map[string]time.Time // members not acked yet, and until when to wait; nil until begin returned
+	acked   map[string]bool      // acks that came before begin returned
+	done    chan struct{}
+	closed  bool
 }
 
-// check closes done once every subscriber acked. Called with c.mu held.
+// ack records a member's ack. Called with c.mu held.
+func (w *waiter) ack(member string) {
+	if w.pending == nil {
+		if w.acked == nil {
+			w.acked = make(map[string]bool)
+		}
+		w.acked[member] = true
+		return
+	}
+	delete(w.pending, member)
+	w.check()
+}
+
+// check closes done once every member acked. Called with c.mu held.
 func (w *waiter) check() {
-	if !w.closed && w.need >= 0 && w.got >= w.need {
+	if !w.closed && w.pending != nil && len(w.pending) == 0 {
 		w.closed = true
 		close(w.done)
 	}

@@ -91,15 +91,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 	opts.Checks = append(opts.Checks, httpapi.Check{Name: "postgres", Critical: true, Check: db.Ping})
-	opts.Notes = postgres.NewNoteStore(db)
+	noteStore := postgres.NewNoteStore(db)
+	opts.Notes = noteStore
 
 	// cache: Redis when REDIS_URL is set, else memory (single-node only;
-	// config refuses it in cluster mode). A Redis that fails only sends
-	// reads to the database, so its readiness check is not critical. Closed
-	// after the server drained (defers run in reverse order).
+	// config refuses it in cluster mode). Every update and delete of a note
+	// invalidates it before it commits. A Redis that fails sends reads to
+	// the database and fails writes of notes with 503 (nothing written), so
+	// its readiness check is not critical. Closed after the server drained
+	// (defers run in reverse order).
 	var noteCache cache.Cache = cache.NewMemory(cfg.CacheLocalSize, cfg.CacheTTL)
 	if cfg.RedisURL != "" {
-		rc, err := redis.New(redis.Options{URL: cfg.RedisURL, TTL: cfg.CacheTTL, LocalSize: cfg.CacheLocalSize, Logger: log})
+		rc, err := redis.New(redis.Options{URL: cfg.RedisURL, Prefix: cfg.CachePrefix, TTL: cfg.CacheTTL, LocalSize: cfg.CacheLocalSize, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -108,6 +111,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer noteCache.Close()
 	opts.Cache = noteCache
+	noteStore.BeforeCommit = httpapi.InvalidateNote(noteCache)
 	log.Info("cache", "redis", cfg.RedisURL != "", "local_size", cfg.CacheLocalSize, "ttl", cfg.CacheTTL.String())
 
 	// worker: the elector competes for leadership and runs the scheduler

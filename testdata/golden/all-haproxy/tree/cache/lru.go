@@ -22,14 +22,15 @@ import (
 // loads are named by stamp, and must not be shared across an invalidation
 // even when nothing is cached locally.
 type LRU struct {
-	mu    sync.Mutex
-	size  int
-	ttl   time.Duration
-	ll    *list.List // front = most recently used
-	items map[string]*list.Element
-	epoch uint64          // bumped by Clear
-	gens  [stripes]uint64 // bumped by Invalidate, per stripe of keys
-	seed  maphash.Seed
+	mu      sync.Mutex
+	size    int
+	ttl     time.Duration
+	ll      *list.List // front = most recently used
+	items   map[string]*list.Element
+	epoch   uint64          // bumped by Clear
+	gens    [stripes]uint64 // bumped by Invalidate, Begin and End, per stripe of keys
+	writing [stripes]int    // writes between Begin and End, per stripe
+	seed    maphash.Seed
 }
 
 // stripes trades memory for fewer needless refusals: an invalidation of one
@@ -85,11 +86,13 @@ func (l *LRU) Get(key string) ([]byte, bool) {
 }
 
 // SetIf stores val unless the key was invalidated (or the tier cleared)
-// since s was taken. It reports whether it stored.
+// since s was taken, or a write of the key is under way (Begin without
+// End). It reports whether it stored.
 func (l *LRU) SetIf(key string, val []byte, s Stamp) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.size <= 0 || s != (Stamp{l.epoch, l.gens[l.stripe(key)]}) {
+	i := l.stripe(key)
+	if l.size <= 0 || s != (Stamp{l.epoch, l.gens[i]}) || l.writing[i] > 0 {
 		return false
 	}
 	exp := now().Add(l.ttl)
@@ -113,11 +116,35 @@ func (l *LRU) SetIf(key string, val []byte, s Stamp) bool {
 func (l *LRU) Invalidate(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.invalidateLocked(key)
+}
+
+func (l *LRU) invalidateLocked(key string) {
 	l.gens[l.stripe(key)]++
 	if el, ok := l.items[key]; ok {
 		l.ll.Remove(el)
 		delete(l.items, key)
 	}
+}
+
+// Begin marks the start of a write of key's source: it removes key, and
+// refuses every store of it until the matching End. A value loaded while
+// the write is under way may be the old one or the new one, so none is kept.
+func (l *LRU) Begin(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writing[l.stripe(key)]++
+	l.invalidateLocked(key)
+}
+
+// End marks the end of a write that Begin started (committed or not).
+// Values loaded before End are still refused; loads that start after it
+// are stored again.
+func (l *LRU) End(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writing[l.stripe(key)]--
+	l.invalidateLocked(key)
 }
 
 // Clear removes every key and refuses every store of a value loaded before now.

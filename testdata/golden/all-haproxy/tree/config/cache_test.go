@@ -40,3 +40,31 @@ func TestCache(t *testing.T) {
 		}
 	}
 }
+
+// The cache's keys start with the service's name unless CACHE_PREFIX says
+// otherwise, so that two services on one Redis database share nothing.
+func TestCachePrefix(t *testing.T) {
+	c, err := Load(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CachePrefix != "shop" {
+		t.Errorf("CachePrefix = %q, want the service name", c.CachePrefix)
+	}
+	if c, _ := Load(env("CACHE_PREFIX", "billing")); c.CachePrefix != "billing" {
+		t.Errorf("CACHE_PREFIX=billing gives %q", c.CachePrefix)
+	}
+}
+
+// An invalid REDIS_URL is named in the error without its password.
+func TestRedisURLPasswordNotEchoed(t *testing.T) {
+	for _, u := range []string{"http://user:s3cret@redis:6379", "redis://:s3cret@redis:6379/%zz", "s3cret@redis:6379"} {
+		_, err := Load(env("REDIS_URL", u))
+		if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
+			t.Fatalf("Load(REDIS_URL=%q) = %v, want an error naming REDIS_URL", u, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error echoes the password: %v", err)
+		}
+	}
+}

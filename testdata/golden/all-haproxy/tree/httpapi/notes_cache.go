@@ -2,14 +2,16 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
+	"example.com/acme/shop/cache"
 	"example.com/acme/shop/notes"
 )
 
 // The cache feature: GET /api/notes/{id} is cache-aside (X-Cache says
 // local, redis or miss), and every update or delete invalidates the note on
-// every instance before its response is written (see package redis).
+// every instance before it commits (InvalidateNote).
 
 func noteKey(id int64) string { return "note:" + strconv.FormatInt(id, 10) }
 
@@ -23,13 +25,16 @@ func (s *Server) cachedNote(ctx context.Context, id int64) (notes.Note, string, 
 	return note, string(src), err
 }
 
-// invalidateNote is noteChanged's cache part. The write is committed
-// whatever happens here, so a failure (Redis down) is logged, not answered:
-// the cache has already waited until no instance can serve the old note
-// from its local tier, and Redis entries it could not delete expire
-// (CACHE_TTL) or are deleted when Redis answers again.
-func (s *Server) invalidateNote(ctx context.Context, id int64) {
-	if err := s.opts.Cache.Delete(ctx, noteKey(id)); err != nil {
-		logger(ctx).Warn("cache invalidation failed; the write is committed", "note_id", id, "err", err)
+// InvalidateNote is the notes.BeforeCommit of the cache: the store calls it
+// inside every update and delete, before COMMIT, so no instance can serve
+// the old note once the change is visible (see package redis). When the
+// invalidation fails the change is rolled back and the client gets 503.
+func InvalidateNote(c cache.Cache) notes.BeforeCommit {
+	return func(ctx context.Context, id int64) (func(bool), error) {
+		done, err := c.Invalidate(ctx, noteKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", notes.ErrUnavailable, err)
+		}
+		return done, nil
 	}
 }

@@ -143,3 +143,75 @@ func TestNoteStoreListPages(t *testing.T) {
 		t.Fatalf("List after the last id = %v, %v; want empty", page, err)
 	}
 }
+
+// BeforeCommit runs inside the write: when it fails the change is rolled
+// back, and when it succeeds done learns whether the COMMIT did.
+func TestNoteStoreBeforeCommit(t *testing.T) {
+	ctx := context.Background()
+	s := NewNoteStore(openTestDB(t))
+	n, err := s.Create(ctx, notes.Input{Title: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errDown := errors.New("cache down")
+	var calls []int64
+	var committed []bool
+	s.BeforeCommit = func(ctx context.Context, id int64) (func(bool), error) {
+		calls = append(calls, id)
+		return nil, errDown
+	}
+	if _, err := s.Update(ctx, n.ID, notes.Input{Title: "two"}); !errors.Is(err, errDown) {
+		t.Fatalf("Update with a failing BeforeCommit: %v, want the hook's error", err)
+	}
+	if err := s.Delete(ctx, n.ID); !errors.Is(err, errDown) {
+		t.Fatalf("Delete with a failing BeforeCommit: %v, want the hook's error", err)
+	}
+	if _, err := s.Create(ctx, notes.Input{Title: "new"}); !errors.Is(err, errDown) {
+		t.Fatalf("Create with a failing BeforeCommit: %v, want the hook's error", err)
+	}
+	if got, err := s.Get(ctx, n.ID); err != nil || got.Title != "one" {
+		t.Fatalf("after refused writes: %+v %v, want the note unchanged", got, err)
+	}
+	if list, _ := s.List(ctx, 0, 10); len(list) != 1 {
+		t.Fatalf("after a refused create: %d notes, want 1", len(list))
+	}
+	if len(calls) != 3 || calls[0] != n.ID || calls[1] != n.ID {
+		t.Fatalf("BeforeCommit called with %v", calls)
+	}
+	s.BeforeCommit = func(ctx context.Context, id int64) (func(bool), error) {
+		return func(ok bool) { committed = append(committed, ok) }, nil
+	}
+	if _, err := s.Update(ctx, n.ID, notes.Input{Title: "two"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(committed) != 1 || !committed[0] {
+		t.Fatalf("done got %v, want [true]", committed)
+	}
+}
+
+// The fence the cache relies on: a writer that stalls between BeforeCommit
+// and COMMIT (a GC pause, SIGSTOP) for longer than writeIdleTimeout has its
+// transaction ended by PostgreSQL itself; the change never becomes visible.
+func TestNoteStoreStalledWriteIsRolledBack(t *testing.T) {
+	ctx := context.Background()
+	s := NewNoteStore(openTestDB(t))
+	n, err := s.Create(ctx, notes.Input{Title: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed []bool
+	s.BeforeCommit = func(ctx context.Context, id int64) (func(bool), error) {
+		time.Sleep(writeIdleTimeout + 500*time.Millisecond) // the pause
+		return func(ok bool) { committed = append(committed, ok) }, nil
+	}
+	if _, err := s.Update(ctx, n.ID, notes.Input{Title: "late"}); err == nil {
+		t.Fatal("a write that stalled past the fence committed")
+	}
+	s.BeforeCommit = nil
+	if got, err := s.Get(ctx, n.ID); err != nil || got.Title != "one" {
+		t.Fatalf("after the stalled write: %+v %v, want the note unchanged", got, err)
+	}
+	if len(committed) != 1 || committed[0] {
+		t.Fatalf("done got %v, want [false]", committed)
+	}
+}

@@ -39,17 +39,6 @@ func (s *Server) loadNote(ctx context.Context, id int64) (note notes.Note, sourc
 	return note, "", err
 }
 
-// noteChanged runs after every update or delete of the note, before the
-// response is written, whatever the outcome: a write that failed or timed
-// out may still have committed. It invalidates the note on every instance.
-// ctx outlives the client, so an invalidation is not cut short by a client
-// that hung up.
-func (s *Server) noteChanged(ctx context.Context, id int64) {
-	if s.opts.Cache != nil {
-		s.invalidateNote(ctx, id)
-	}
-}
-
 func (s *Server) createNote(w http.ResponseWriter, r *http.Request) {
 	in, ok := readNoteInput(w, r)
 	if !ok {
@@ -126,7 +115,6 @@ func (s *Server) updateNote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note, err := s.opts.Notes.Update(r.Context(), id, in)
-	s.noteChanged(context.WithoutCancel(r.Context()), id)
 	if err != nil {
 		noteError(w, r, "update", id, err)
 		return
@@ -140,7 +128,6 @@ func (s *Server) deleteNote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.opts.Notes.Delete(r.Context(), id)
-	s.noteChanged(context.WithoutCancel(r.Context()), id)
 	if err != nil {
 		noteError(w, r, "delete", id, err)
 		return
@@ -198,6 +185,11 @@ func noteError(w http.ResponseWriter, r *http.Request, op string, id int64, err 
 		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("note %d not found", id))
 	case errors.As(err, &invalid):
 		writeError(w, r, http.StatusBadRequest, "bad_request", invalid.Error())
+	case errors.Is(err, notes.ErrUnavailable):
+		// Rolled back: nothing was written, so retrying is safe.
+		logger(r.Context()).Warn("note write rolled back", "op", op, "note_id", id, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the note was not written; retry")
 	default:
 		logger(r.Context()).Error("notes store failed", "op", op, "note_id", id, "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "internal error")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -55,12 +56,25 @@ func (m *Memory) Get(ctx context.Context, key string, v any, load func(context.C
 	return SourceMiss, nil
 }
 
-// Delete implements Cache. With one instance, dropping the key here is
-// dropping it everywhere.
-func (m *Memory) Delete(ctx context.Context, key string) error {
-	m.lru.Invalidate(key)
-	return nil
+// Invalidate implements Cache. With one instance, dropping the key here is
+// dropping it everywhere; no value is cached until done, or for
+// uncertainWrite after a failed COMMIT (which may still take effect).
+func (m *Memory) Invalidate(ctx context.Context, key string) (done func(committed bool), err error) {
+	m.lru.Begin(key)
+	var once sync.Once
+	return func(committed bool) {
+		once.Do(func() {
+			if committed {
+				m.lru.End(key)
+			} else {
+				time.AfterFunc(uncertainWrite, func() { m.lru.End(key) })
+			}
+		})
+	}, nil
 }
+
+// uncertainWrite is how long a key stays uncached after a failed COMMIT.
+const uncertainWrite = 5 * time.Second
 
 // Check implements Cache: memory always answers.
 func (m *Memory) Check(ctx context.Context) error { return nil }
@@ -78,18 +92,24 @@ func FlightKey(key string, s Stamp) string {
 // Flight runs fn once for all concurrent callers of the same name. fn runs
 // without the caller's cancellation, so one client going away does not fail
 // the others waiting on the same load; each caller still stops waiting when
-// its own ctx is done.
-func Flight(ctx context.Context, g *singleflight.Group, name string, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+// its own ctx is done. fn gets at most loadTimeout.
+func Flight[T any](ctx context.Context, g *singleflight.Group, name string, fn func(context.Context) (T, error)) (T, error) {
 	ch := g.DoChan(name, func() (any, error) {
-		return fn(context.WithoutCancel(ctx))
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return fn(ctx)
 	})
+	var zero T
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return nil, r.Err
+			return zero, r.Err
 		}
-		return r.Val.([]byte), nil
+		return r.Val.(T), nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
+
+// loadTimeout bounds a shared load, which no caller's deadline bounds.
+const loadTimeout = 10 * time.Second

@@ -38,12 +38,27 @@ func TestMemoryMissThenLocal(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("load called %d times, want 1", n)
 	}
-	if err := m.Delete(ctx, "k"); err != nil {
+	done, err := m.Invalidate(ctx, "k")
+	if err != nil {
 		t.Fatal(err)
 	}
+	// While the write is under way nothing is cached: the value read may
+	// be the old one.
+	src, _ = m.Get(ctx, "k", &got, loader(&calls, item{1, "one"}))
+	if src != SourceMiss {
+		t.Fatalf("Get during the write = %v, want miss", src)
+	}
+	src, _ = m.Get(ctx, "k", &got, loader(&calls, item{1, "one"}))
+	if src != SourceMiss {
+		t.Fatalf("second Get during the write = %v, want miss (nothing stored)", src)
+	}
+	done(true)
 	src, _ = m.Get(ctx, "k", &got, loader(&calls, item{2, "two"}))
 	if src != SourceMiss || got != (item{2, "two"}) {
-		t.Fatalf("Get after Delete = %v, %+v; want miss, {2 two}", src, got)
+		t.Fatalf("Get after the write = %v, %+v; want miss, {2 two}", src, got)
+	}
+	if src, _ = m.Get(ctx, "k", &got, loader(&calls, item{3, "three"})); src != SourceLocal || got != (item{2, "two"}) {
+		t.Fatalf("second Get after the write = %v, %+v; want local, {2 two}", src, got)
 	}
 }
 
@@ -147,8 +162,8 @@ func TestMemorySingleFlight(t *testing.T) {
 	}
 }
 
-// A load that read the old value before a Delete must not store it, and a
-// Get that starts after the Delete must not join that load, also when
+// A load that read the old value before a write must not store it, and a
+// Get that starts after the write must not join that load, also when
 // nothing is cached (size 0).
 func TestMemoryLoadRacingDelete(t *testing.T) {
 	for _, size := range []int{10, 0} {
@@ -170,16 +185,18 @@ func loadRacingDelete(t *testing.T, m *Memory) {
 		done <- got
 	}()
 	<-started
-	m.Delete(ctx, "k") // the write happened; the old load is still in flight
+	// The write happened; the old load is still in flight.
+	end, _ := m.Invalidate(ctx, "k")
+	end(true)
 	var calls atomic.Int64
 	var got item
 	if src, _ := m.Get(ctx, "k", &got, loader(&calls, item{N: 2})); src != SourceMiss || got.N != 2 {
-		t.Fatalf("Get after Delete = %v %+v, want miss {2} (not the in-flight old load)", src, got)
+		t.Fatalf("Get after the write = %v %+v, want miss {2} (not the in-flight old load)", src, got)
 	}
 	close(release)
 	<-done
 	if src, _ := m.Get(ctx, "k", &got, loader(&calls, item{N: 3})); got.N == 1 {
-		t.Fatalf("Get = %v %+v: the old load was stored after the Delete", src, got)
+		t.Fatalf("Get = %v %+v: the old load was stored after the write", src, got)
 	}
 }
 

@@ -170,6 +170,11 @@ func noteError(w http.ResponseWriter, r *http.Request, op string, id int64, err 
 		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("note %d not found", id))
 	case errors.As(err, &invalid):
 		writeError(w, r, http.StatusBadRequest, "bad_request", invalid.Error())
+	case errors.Is(err, notes.ErrUnavailable):
+		// Rolled back: nothing was written, so retrying is safe.
+		logger(r.Context()).Warn("note write rolled back", "op", op, "note_id", id, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the note was not written; retry")
 	default:
 		logger(r.Context()).Error("notes store failed", "op", op, "note_id", id, "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "internal error")

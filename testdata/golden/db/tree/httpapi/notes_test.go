@@ -25,21 +25,38 @@ type memNotes struct {
 	next  int64
 	notes map[int64]notes.Note
 	fail  error // returned by every call when set
+
+	beforeCommit notes.BeforeCommit // called as postgres.NoteStore calls it
+}
+
+// commit applies a change the way a transaction would: BeforeCommit
+// first, the change only if it succeeded. Called with m.mu held.
+func (m *memNotes) commit(ctx context.Context, id int64, apply func()) error {
+	if m.beforeCommit == nil {
+		apply()
+		return nil
+	}
+	done, err := m.beforeCommit(ctx, id)
+	if err != nil {
+		return err
+	}
+	apply()
+	done(true)
+	return nil
 }
 
 func newMemNotes() *memNotes { return &memNotes{notes: map[int64]notes.Note{}} }
 
-func (m *memNotes) Create(_ context.Context, in notes.Input) (notes.Note, error) {
+func (m *memNotes) Create(ctx context.Context, in notes.Input) (notes.Note, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return notes.Note{}, m.fail
 	}
-	m.next++
 	now := time.Now().UTC()
-	n := notes.Note{ID: m.next, Title: in.Title, Body: in.Body, CreatedAt: now, UpdatedAt: now}
-	m.notes[n.ID] = n
-	return n, nil
+	n := notes.Note{ID: m.next + 1, Title: in.Title, Body: in.Body, CreatedAt: now, UpdatedAt: now}
+	err := m.commit(ctx, n.ID, func() { m.next, m.notes[n.ID] = n.ID, n })
+	return n, err
 }
 
 func (m *memNotes) Get(_ context.Context, id int64) (notes.Note, error) {
@@ -55,7 +72,7 @@ func (m *memNotes) Get(_ context.Context, id int64) (notes.Note, error) {
 	return n, nil
 }
 
-func (m *memNotes) Update(_ context.Context, id int64, in notes.Input) (notes.Note, error) {
+func (m *memNotes) Update(ctx context.Context, id int64, in notes.Input) (notes.Note, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -66,11 +83,13 @@ func (m *memNotes) Update(_ context.Context, id int64, in notes.Input) (notes.No
 		return notes.Note{}, notes.ErrNotFound
 	}
 	n.Title, n.Body, n.UpdatedAt = in.Title, in.Body, time.Now().UTC()
-	m.notes[id] = n
+	if err := m.commit(ctx, id, func() { m.notes[id] = n }); err != nil {
+		return notes.Note{}, err
+	}
 	return n, nil
 }
 
-func (m *memNotes) Delete(_ context.Context, id int64) error {
+func (m *memNotes) Delete(ctx context.Context, id int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -79,8 +98,7 @@ func (m *memNotes) Delete(_ context.Context, id int64) error {
 	if _, ok := m.notes[id]; !ok {
 		return notes.ErrNotFound
 	}
-	delete(m.notes, id)
-	return nil
+	return m.commit(ctx, id, func() { delete(m.notes, id) })
 }
 
 func (m *memNotes) List(_ context.Context, after int64, limit int) ([]notes.Note, error) {

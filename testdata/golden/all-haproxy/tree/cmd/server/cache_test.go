@@ -62,8 +62,18 @@ func TestCacheAcrossInstances(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"failing":["redis"]`) {
 		t.Fatalf("/readyz with Redis down = %d %s, want 200 (degraded) naming redis", resp.StatusCode, body)
 	}
+	if resp, body := call(t, "PUT", a.URL+loc, `{"title":"third"}`); resp.StatusCode != 503 {
+		t.Fatalf("PUT with Redis down: %d %s, want 503 (refused before it commits)", resp.StatusCode, body)
+	}
+	wantGet(b, "", "second")
 	rs.Start(t)
+	waitReady(a)
 	waitReady(b)
-	wantGet(b, "miss", "second")
-	wantGet(b, "local", "second")
+	// Redis came back empty; the first write tells it that no write is
+	// under way, and the note is cached at once again.
+	if resp, body := call(t, "PUT", a.URL+loc, `{"title":"third"}`); resp.StatusCode != 200 {
+		t.Fatalf("PUT after Redis came back: %d %s", resp.StatusCode, body)
+	}
+	wantGet(b, "miss", "third")
+	wantGet(b, "local", "third")
 }

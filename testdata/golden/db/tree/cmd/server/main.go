@@ -88,7 +88,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 	opts.Checks = append(opts.Checks, httpapi.Check{Name: "postgres", Critical: true, Check: db.Ping})
-	opts.Notes = postgres.NewNoteStore(db)
+	noteStore := postgres.NewNoteStore(db)
+	opts.Notes = noteStore
 
 	srv := httpapi.New(opts)
 	return listenAndServe(ctx, cfg, log, srv)
