@@ -42,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,6 +136,10 @@ func BenchmarkCluster(b *testing.B) {
 		tab.add("leader takeover", fmt.Sprintf("SIGKILL of the leader until another instance reports leader (%d kills, %d candidates)", len(d), len(all)),
 			fmt.Sprintf("p50 %s, max %s", ms(pct(d, 0.50)), ms(slices.Max(d))),
 			"election poll interval (LEADER_POLL_INTERVAL): "+poll.String(), fmt.Sprintf("%.2f", float64(pct(d, 0.50))/float64(poll)))
+		ds := benchTakeoverPause(b, all, 5)
+		tab.add("leader takeover after SIGSTOP", fmt.Sprintf("SIGSTOP of the leader (paused, its TCP sessions up) until another instance reports leader (%d pauses, %d candidates; design bound 3 x poll)", len(ds), len(all)),
+			fmt.Sprintf("p50 %s, max %s", ms(pct(ds, 0.50)), ms(slices.Max(ds))),
+			"election poll interval (LEADER_POLL_INTERVAL): "+poll.String(), fmt.Sprintf("%.2f", float64(pct(ds, 0.50))/float64(poll)))
 	}
 
 	if rows["storm"] {
@@ -525,6 +530,27 @@ func benchTakeover(t testing.TB, insts []*instance, kills int) []time.Duration {
 		}
 		if err := leader.waitReady(60 * time.Second); err != nil {
 			t.Fatalf("%v\n%s", err, leader.tail(40))
+		}
+	}
+	return out
+}
+
+// benchTakeoverPause stops the leader among insts (SIGSTOP) pauses times,
+// and measures each time until another instance reports leading; then it
+// resumes the paused one (SIGCONT), which reports not leading at once.
+func benchTakeoverPause(t testing.TB, insts []*instance, pauses int) []time.Duration {
+	t.Helper()
+	var out []time.Duration
+	for range pauses {
+		leader := waitLeader(t, insts, nil)
+		paused := time.Now()
+		if err := leader.sendSignal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		waitLeader(t, insts, leader)
+		out = append(out, time.Since(paused))
+		if err := leader.sendSignal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out

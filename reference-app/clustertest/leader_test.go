@@ -100,7 +100,7 @@ func waitRuns(t testing.TB, c *cluster, instance string, n int) {
 		var body struct {
 			Runs []struct {
 				Job        string `json:"job"`
-				SlotUnix   int64  `json:"slot_unix"`
+				SlotUnixMs int64  `json:"slot_unix_ms"`
 				InstanceID string `json:"instance_id"`
 			} `json:"runs"`
 		}

@@ -1,22 +1,29 @@
-// Package worker runs scheduled jobs on the leader instance only, exactly once
-// per slot cluster-wide.
+// Package worker runs scheduled jobs on the leader instance only, at most
+// once per slot cluster-wide.
 //
-// Two layers keep a job from running twice. Leader election (see
-// postgres.Elector) makes one instance run the scheduler; but an instance can
-// believe it still leads for a moment after it lost the lock (a partition, a
-// slow poll). So the database is the fence: before running, the scheduler
-// claims the (job, slot) row in job_runs, and only the instance whose insert
-// won runs it. A slot is claimed at most once, so it runs at most once even if
-// two instances ever schedule at the same time.
+// Leader election (see postgres.Elector) makes one instance run the
+// scheduler, and hands it a term: a number that grows with every election.
+// An instance can still act as leader after it lost the lease (it was
+// paused, its clock ran slow), so the database is the fence: the scheduler
+// claims the (job, slot) row in job_runs, in one statement that also checks
+// that its term is still the live one, and only the instance whose claim won
+// runs the job. A slot is claimed at most once, and only under a live term.
 //
-// A run that was claimed but never finished (the leader died mid-run) is not
-// retried in the same slot: the row keeps finished_at empty and the next slot
-// runs as usual. Jobs should therefore be idempotent and catch up on their own
-// (a purge that deletes "everything older than X" does).
+// A slot is at-most-once, not at-least-once: a run that was claimed but never
+// finished (the leader died or froze mid-run) is not retried in that slot;
+// the row keeps finished_at empty and the next slot runs as usual. Retrying
+// would need to know whether the dead run's side effects happened, which
+// only the job can know. Jobs should therefore be idempotent and catch up on
+// their own (a purge that deletes "everything older than X" does).
+//
+// A job's own writes are fenced only if they carry the term: Term(ctx) gives
+// it, and a write that checks it against the lease in the same statement
+// (see postgres.RunStore.PurgeRuns) is refused once another instance leads.
 package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -36,16 +43,39 @@ type Run struct {
 	Job        string
 	Slot       time.Time
 	InstanceID string
+	Term       int64 // the leader term it was claimed under; 0 before terms were recorded
 	StartedAt  time.Time
 	FinishedAt *time.Time // nil while running, or when the runner died
 	Error      string     // empty when the run succeeded
 }
 
-// Store records runs. ClaimRun is the fence: it reports true to exactly one
-// caller per (job, slot), whoever calls it.
+// Store records runs. ClaimRun is the fence: it reports true to at most one
+// caller per (job, slot), and only while term is the live leader term; with
+// a term that is no longer live it returns ErrNotLeader. FinishRun records
+// the end of a run claimed under term, while term is live.
 type Store interface {
-	ClaimRun(ctx context.Context, job string, slot time.Time, instanceID string) (bool, error)
-	FinishRun(ctx context.Context, job string, slot time.Time, runErr error) error
+	ClaimRun(ctx context.Context, job string, slot time.Time, instanceID string, term int64) (bool, error)
+	FinishRun(ctx context.Context, job string, slot time.Time, term int64, runErr error) error
+}
+
+// ErrNotLeader is the error of a fenced write whose term is no longer the
+// live leader term: another instance leads (or nobody, for now).
+var ErrNotLeader = errors.New("not the leader: the term is no longer live")
+
+type termKey struct{}
+
+// WithTerm returns ctx carrying the leader term; the elector gives it to
+// the scheduler, which hands it to the jobs.
+func WithTerm(ctx context.Context, term int64) context.Context {
+	return context.WithValue(ctx, termKey{}, term)
+}
+
+// Term is the leader term ctx carries. A job passes it to its writes to
+// fence them: a write that checks the term in the database cannot land
+// after another instance was elected.
+func Term(ctx context.Context) (int64, bool) {
+	term, ok := ctx.Value(termKey{}).(int64)
+	return term, ok
 }
 
 // Slot is the start of the slot that t falls in: unix time truncated to the
@@ -90,19 +120,26 @@ func (s *Scheduler) Add(j Job) {
 func (s *Scheduler) Ran() int64 { return s.ran.Load() }
 
 // Fenced is how many slots this scheduler tried to claim but found already
-// claimed by another instance: each one is a double run the fence prevented.
+// claimed, or could not claim because its term was no longer live: each one
+// is a run the fence prevented.
 func (s *Scheduler) Fenced() int64 { return s.fenced.Load() }
 
 // Run schedules every job until ctx is done (the instance stopped leading or
-// is shutting down), then waits for running jobs to return.
+// is shutting down), then waits for running jobs to return. ctx must carry
+// the leader term (WithTerm; the elector's leader context does).
 func (s *Scheduler) Run(ctx context.Context) {
+	term, ok := Term(ctx)
+	if !ok {
+		s.log.Error("worker: no leader term in the context; not scheduling")
+		return
+	}
 	s.mu.Lock()
 	jobs := append([]Job(nil), s.jobs...)
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	for _, j := range jobs {
-		wg.Go(func() { s.loop(ctx, j) })
+		wg.Go(func() { s.loop(ctx, j, term) })
 	}
 	wg.Wait()
 }
@@ -110,10 +147,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 // loop runs one job: the current slot at once (a new leader picks up the slot
 // its predecessor may not have run; the fence says if it did), then every
 // following slot. A run that overruns its slot skips the slots it covered.
-func (s *Scheduler) loop(ctx context.Context, j Job) {
+func (s *Scheduler) loop(ctx context.Context, j Job, term int64) {
 	for {
 		slot := Slot(time.Now(), s.interval)
-		s.runSlot(ctx, j, slot)
+		s.runSlot(ctx, j, slot, term)
 		next := slot.Add(s.interval)
 		t := time.NewTimer(time.Until(next))
 		select {
@@ -125,12 +162,17 @@ func (s *Scheduler) loop(ctx context.Context, j Job) {
 	}
 }
 
-func (s *Scheduler) runSlot(ctx context.Context, j Job, slot time.Time) {
+func (s *Scheduler) runSlot(ctx context.Context, j Job, slot time.Time, term int64) {
 	if ctx.Err() != nil {
 		return
 	}
-	log := s.log.With("job", j.Name, "slot", slot.Format(time.RFC3339Nano))
-	won, err := s.store.ClaimRun(ctx, j.Name, slot, s.instanceID)
+	log := s.log.With("job", j.Name, "slot", slot.Format(time.RFC3339Nano), "term", term)
+	won, err := s.store.ClaimRun(ctx, j.Name, slot, s.instanceID, term)
+	if errors.Is(err, ErrNotLeader) {
+		s.fenced.Add(1)
+		log.Warn("job: slot not claimed: this instance's term is no longer live")
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("job: cannot claim slot", "err", err)
@@ -150,11 +192,13 @@ func (s *Scheduler) runSlot(ctx context.Context, j Job, slot time.Time) {
 	runErr := safeRun(runCtx, j)
 	cancel()
 
-	// Record the outcome even if leadership was lost meanwhile (ctx done):
-	// the row then says why the run stopped.
+	// Record the outcome even if the context was cancelled meanwhile (a
+	// clean stop: the lease is released only after this). If the term is
+	// no longer live, the write is refused and the row keeps finished_at
+	// empty, like a run whose leader died.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.store.FinishRun(finishCtx, j.Name, slot, runErr); err != nil {
+	if err := s.store.FinishRun(finishCtx, j.Name, slot, term, runErr); err != nil {
 		log.Warn("job: cannot record the end of the run", "err", err)
 	}
 	if runErr != nil {

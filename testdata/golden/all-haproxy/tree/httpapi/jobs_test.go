@@ -59,7 +59,7 @@ func TestJobRuns(t *testing.T) {
 	list := body["runs"].([]any)
 	first, second := list[0].(map[string]any), list[1].(map[string]any)
 	if first["job"] != "purge-job-runs" || first["slot"] != "2026-03-01T12:01:00Z" ||
-		first["slot_unix"] != float64(slot.Unix()) || first["instance_id"] != "b" ||
+		first["slot_unix_ms"] != float64(slot.UnixMilli()) || first["instance_id"] != "b" ||
 		first["finished_at"] != nil || first["error"] != nil {
 		t.Errorf("first run = %v", first)
 	}
@@ -81,6 +81,32 @@ func TestJobRuns(t *testing.T) {
 	if code, body := do(t, srv, "/api/jobs/runs"); code != http.StatusInternalServerError ||
 		body["error"].(map[string]any)["code"] != "internal" {
 		t.Errorf("store error: status %d, %v", code, body)
+	}
+}
+
+// TestJobRunsSubSecondSlots: with WORKER_INTERVAL under 1s, consecutive
+// slots are distinct in both representations (slot_unix, whole seconds, made
+// them equal).
+func TestJobRunsSubSecondSlots(t *testing.T) {
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var rs []worker.Run
+	for i := range 10 { // ten 100ms slots within one second
+		slot := base.Add(time.Duration(i) * 100 * time.Millisecond)
+		rs = append(rs, worker.Run{Job: "j", Slot: slot, InstanceID: "a", StartedAt: slot, Term: 3})
+	}
+	srv := httpapi.New(httpapi.Options{JobRuns: &fakeRuns{runs: rs}, Leader: fakeLeader(true)})
+	_, body := do(t, srv, "/api/jobs/runs")
+	seenMs, seenSlot := map[float64]bool{}, map[string]bool{}
+	for i, r := range body["runs"].([]any) {
+		run := r.(map[string]any)
+		ms, _ := run["slot_unix_ms"].(float64)
+		if ms != float64(rs[i].Slot.UnixMilli()) || run["term"] != float64(3) {
+			t.Errorf("run %d: slot_unix_ms %v term %v, want %d, 3", i, run["slot_unix_ms"], run["term"], rs[i].Slot.UnixMilli())
+		}
+		seenMs[ms], seenSlot[run["slot"].(string)] = true, true
+	}
+	if len(seenMs) != 10 || len(seenSlot) != 10 {
+		t.Errorf("10 slots 100ms apart: %d distinct slot_unix_ms, %d distinct slot, want 10 each", len(seenMs), len(seenSlot))
 	}
 }
 

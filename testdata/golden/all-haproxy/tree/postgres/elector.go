@@ -2,166 +2,246 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"example.com/acme/shop/worker"
 )
 
-// LeaderLockKey is the advisory lock key of the worker's leader election.
-// Advisory locks are per database, so instances lead per database. The key
-// differs from goose's migration lock (5887940537704921958).
-const LeaderLockKey int64 = 0x73686f702d6c6472 // "shop-ldr" in ASCII; any fixed value works
+// LeaseName is the row of leader_lease that the worker's election uses.
+const LeaseName = "worker"
 
-// Elector elects one leader among the instances that share a database.
+// Elector elects one leader among the instances that share a database, with
+// a lease: the row LeaseName of leader_lease (migration 00003_leader.sql).
 //
-// The leader holds a session-level advisory lock (pg_try_advisory_lock) on a
-// connection of its own, opened with pgx.Connect and never taken from the
-// pool: a pooled connection goes back to the pool and is reused by others, and
-// the session lock would travel with it. PostgreSQL releases the lock when the
-// session ends, so the lock is exactly "the leader's connection is alive".
+// The leader proves it is alive by renewing the lease, not by keeping a
+// connection open: a paused process (SIGSTOP, a long GC stall, a frozen VM)
+// keeps its TCP sessions, because its kernel still answers, but it renews
+// nothing, so its lease runs out and another instance takes over.
 //
-// Every poll interval the leader checks, with a short timeout, that its
-// session still holds the lock, and between checks it waits on the
-// connection, so a session the server ends is noticed at once; on any error
-// it steps down immediately: it cancels the context its jobs run with, closes
-// the connection, sits out one poll and competes again. Followers try the
-// lock every poll interval, so a free lock is taken within one poll.
+//   - acquire: one INSERT ... ON CONFLICT DO UPDATE that takes the row only
+//     when it has expired (or is already ours) and increments term.
+//   - renew: UPDATE ... WHERE holder = me AND term = my term AND the lease
+//     has not expired, setting expires_at = now() + lease.
+//   - release (clean stop): UPDATE ... SET expires_at = now(), so another
+//     instance takes over on its next try.
 //
-// How fast another instance takes over:
-//   - leader stops (shutdown): it closes the connection, the lock is free at
-//     once, a follower gets it on its next poll.
-//   - leader process killed (SIGKILL, crash): the kernel closes its socket,
-//     the server ends the session and frees the lock at once, a follower gets
-//     it on its next poll.
-//   - leader's backend terminated (pg_terminate_backend) or the server
-//     restarted: the same, and the leader steps down at once.
-//   - network partition between leader and server: nothing closes the socket,
-//     so the server only notices through TCP. The dedicated connection asks the
-//     server for keepalives after 5 s idle, every 1 s, 3 probes, and a
-//     tcp_user_timeout of 8 s, so the server drops the session (and the lock)
-//     about 8 s after the partition; a follower takes over one poll later.
-//     The partitioned leader's own check fails within one poll plus
-//     checkTimeout, so it stops its jobs well before that (this is why
-//     LEADER_POLL_INTERVAL is at most 5 s). These settings apply to TCP
-//     connections only (a Unix socket cannot be partitioned); values already
-//     in DATABASE_URL win. Lower them for faster takeover after a partition,
-//     at the cost of dropping leaders on short network hiccups.
+// Every expiry is compared with the database clock, never with an
+// instance's: there is one clock for all.
 //
-// Even so, an instance may believe it leads for a moment after it lost the
-// lock; that is why the worker fences each run in the database as well.
+// Invariant: at any moment of the database clock, at most one holder has a
+// live term (expires_at > now()), and term grows with every election, so a
+// term names one leadership for good. Writes that check, in the same
+// statement, that their term is still the live one (the claim and finish of a
+// run, the purge; see RunStore) are fenced: a leader that lost its lease
+// cannot make them, whatever it believes.
+//
+// Locally, the leader believes it leads only until the monotonic time at
+// which it SENT its last successful renew (or acquire), plus the lease,
+// minus a margin. The database set expires_at from its now(), which is no
+// earlier than that send, so the local belief ends a margin before the row
+// expires. When a paused leader resumes, IsLeader is false at once and the
+// context of its jobs is cancelled; it competes again like any other.
+//
+// Where the invariant stops:
+//   - the local belief assumes the instance's monotonic clock runs at the
+//     database clock's rate, within margin/lease (25%). Go's monotonic clock
+//     (CLOCK_MONOTONIC) keeps counting through SIGSTOP and GC stalls, but not
+//     through a suspend of the whole machine: such a leader may believe it
+//     leads after resuming until its next renew fails. Only fenced writes
+//     stay safe then.
+//   - side effects outside this database (an email, a call to another
+//     service, a file) are not fenced unless they carry the term
+//     (worker.Term) to something that checks it. A job cut off mid-run by a
+//     pause may have done part of its work.
+//
+// Timing, from LEADER_POLL_INTERVAL (poll): the lease is 2 x poll, the leader
+// renews every poll/2 (three tries before the lease ends) and believes it
+// leads for lease - poll/2 after each renew; followers try every poll. So a
+// leader that freezes (or dies without releasing: SIGKILL, a partition) is
+// replaced within lease + poll = 3 x poll of its last renew, and a clean
+// stop is taken over within one poll.
 type Elector struct {
-	url  string
-	poll time.Duration
-	key  int64
-	log  *slog.Logger
+	url    string
+	holder string
+	poll   time.Duration
+	log    *slog.Logger
 
-	leader atomic.Bool
+	mu       sync.Mutex
+	term     int64     // the term this instance leads in; 0 when it does not
+	deadline time.Time // local, monotonic: it leads until then at most
 }
 
-// checkTimeout bounds the leader's check and a follower's try: a server that
-// does not answer within it counts as lost.
-const checkTimeout = time.Second
-
-// connectTimeout bounds opening the dedicated connection.
-const connectTimeout = 5 * time.Second
-
-// NewElector returns an elector for the database at url that checks the lock
-// every poll interval.
-func NewElector(url string, poll time.Duration, log *slog.Logger) *Elector {
+// NewElector returns an elector for the database at url. holder names this
+// instance in the lease row (a random suffix makes every run distinct, so a
+// restarted instance never takes its predecessor's lease for its own); poll
+// sets the timing (see Elector).
+func NewElector(url, holder string, poll time.Duration, log *slog.Logger) *Elector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Elector{url: url, poll: poll, key: LeaderLockKey, log: log}
+	return &Elector{url: url, holder: holder + "#" + rand.Text()[:8], poll: poll, log: log}
 }
 
-// IsLeader reports whether this instance holds the leader lock, as of the
-// last check (at most one poll old; a closed connection is seen at once).
-func (e *Elector) IsLeader() bool { return e.leader.Load() }
+// Lease is how long an acquire or renew holds the lease.
+func (e *Elector) Lease() time.Duration { return 2 * e.poll }
+
+// renewEvery is the leader's renew period, margin how long before the
+// lease ends (counted from the renew's send) the leader stops believing.
+func (e *Elector) renewEvery() time.Duration { return e.poll / 2 }
+func (e *Elector) margin() time.Duration     { return e.poll / 2 }
+
+// IsLeader reports whether this instance leads: it holds a term and its
+// local deadline has not passed. It turns false the moment the deadline
+// passes, even if the process was paused and has not run since.
+func (e *Elector) IsLeader() bool {
+	_, ok := e.Term()
+	return ok
+}
+
+// Term is the term this instance leads in, if it leads now.
+func (e *Elector) Term() (int64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.term == 0 || !time.Now().Before(e.deadline) {
+		return 0, false
+	}
+	return e.term, true
+}
+
+// extend moves the deadline of term to sent + lease - margin, unless the
+// current deadline has already passed: a term that ran out locally is over,
+// whatever the database says later.
+func (e *Elector) extend(term int64, sent time.Time) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.term != term || !time.Now().Before(e.deadline) {
+		return time.Time{}, false
+	}
+	e.deadline = sent.Add(e.Lease() - e.margin())
+	return e.deadline, true
+}
 
 // Run competes for leadership until ctx is done. Each time this instance
-// becomes leader, onLead runs with a context that is cancelled as soon as it
-// stops leading; Run waits for onLead to return before competing again. When
-// ctx is done, Run steps down, releases the lock (closing the connection) and
-// returns once onLead has returned.
+// becomes leader, onLead runs with a context that carries the term
+// (worker.Term) and is cancelled as soon as it stops leading: the lease was
+// taken by another, or its local deadline passed without a renew. Run waits
+// for onLead to return before competing again. When ctx is done, Run stops
+// leading, waits for onLead, releases the lease and returns.
 func (e *Elector) Run(ctx context.Context, onLead func(leaderCtx context.Context)) {
+	pool, err := e.open()
+	if err != nil {
+		e.log.Error("leader: cannot run the election", "err", err)
+		<-ctx.Done()
+		return
+	}
+	defer pool.Close()
+
 	var (
-		conn     *pgx.Conn
 		stopLead context.CancelFunc
+		expiry   *time.Timer
 		leading  sync.WaitGroup
 		lastErr  string
+		next     time.Time
 	)
-	var next time.Time // the next poll
-	// stepDown ends a term (or just drops a broken connection). The
-	// connection is closed before waiting for onLead so that the lock is
-	// released at once and another instance takes over without waiting for
-	// our jobs to notice the cancellation.
+	// stepDown ends this instance's term: jobs are cancelled first, then,
+	// once they returned (and recorded their end under the still live
+	// term), the lease is released so another instance takes over at once.
 	stepDown := func(reason string, err error) {
-		wasLeader := e.leader.Swap(false)
-		if stopLead != nil {
-			stopLead()
-			stopLead = nil
+		e.mu.Lock()
+		term := e.term
+		e.term = 0
+		e.mu.Unlock()
+		if term == 0 {
+			return
 		}
-		if conn != nil {
-			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
-			_ = conn.Close(closeCtx)
-			cancel()
-			conn = nil
-		}
-		switch {
-		case wasLeader && err != nil:
-			e.log.Warn("leader: stepped down", "reason", reason, "err", err)
-			// Sit out one poll before competing again, so that a healthy
-			// follower takes over rather than the instance whose
-			// connection just failed.
-			next = next.Add(e.poll)
-		case wasLeader:
-			e.log.Info("leader: stepped down", "reason", reason)
-		}
+		expiry.Stop()
+		stopLead()
 		leading.Wait()
+		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.poll)
+		_, relErr := pool.Exec(relCtx, `UPDATE leader_lease SET expires_at = now()
+			WHERE name = $1 AND holder = $2 AND term = $3 AND expires_at > now()`, LeaseName, e.holder, term)
+		cancel()
+		if err != nil {
+			e.log.Warn("leader: stepped down", "term", term, "reason", reason, "err", err)
+			// Sit out one poll, so that a healthy follower takes over
+			// rather than the instance that just failed.
+			next = next.Add(e.poll)
+		} else {
+			e.log.Info("leader: stepped down", "term", term, "reason", reason)
+		}
+		if relErr != nil && ctx.Err() == nil {
+			e.log.Warn("leader: cannot release the lease; it expires by itself", "err", relErr)
+		}
 	}
-	defer stepDown("stopping", nil)
+	defer func() { stepDown("stopping", nil) }()
 
 	for {
-		next = time.Now().Add(e.poll)
-		if conn == nil {
-			c, err := e.connect(ctx)
-			if err != nil {
+		sent := time.Now()
+		e.mu.Lock()
+		term, deadline := e.term, e.deadline
+		e.mu.Unlock()
+		if term == 0 {
+			next = sent.Add(e.poll)
+			won, err := e.acquire(ctx, pool)
+			switch {
+			case err != nil:
 				// Log a failure once, not every poll, while the database is down.
 				if ctx.Err() == nil && err.Error() != lastErr {
-					e.log.Warn("leader: cannot connect, will retry", "err", err)
+					e.log.Warn("leader: cannot reach the lease, will retry", "err", err)
 				}
 				lastErr = err.Error()
-			} else {
-				conn, lastErr = c, ""
-			}
-		}
-		if conn != nil {
-			if e.leader.Load() {
-				if err := e.check(ctx, conn); err != nil && ctx.Err() == nil {
-					stepDown("lock check failed", err)
-				}
-			} else if won, err := e.try(ctx, conn); err != nil {
-				if ctx.Err() == nil {
-					stepDown("lock try failed", err)
-				}
-			} else if won {
-				leaderCtx, cancel := context.WithCancel(ctx)
+			case won != 0:
+				lastErr = ""
+				leaderCtx, cancel := context.WithCancel(worker.WithTerm(ctx, won))
+				e.mu.Lock()
+				e.term, e.deadline = won, sent.Add(e.Lease()-e.margin())
+				deadline = e.deadline
+				e.mu.Unlock()
 				stopLead = cancel
-				e.leader.Store(true)
-				e.log.Info("leader: elected", "backend_pid", conn.PgConn().PID())
+				// Cancel the jobs when the deadline passes without a renew,
+				// even if this loop is blocked in a query.
+				expiry = time.AfterFunc(time.Until(deadline), func() {
+					if _, ok := e.Term(); !ok {
+						cancel()
+					}
+				})
+				e.log.Info("leader: elected", "term", won, "holder", e.holder, "lease", e.Lease().String())
 				leading.Go(func() { onLead(leaderCtx) })
+			default:
+				lastErr = ""
+			}
+		} else {
+			next = sent.Add(e.renewEvery())
+			ok, err := e.renew(ctx, pool, term, deadline)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err == nil && ok:
+				if d, ok := e.extend(term, sent); ok {
+					expiry.Reset(time.Until(d))
+				} else {
+					stepDown("local deadline passed before the renew", nil)
+				}
+			case err == nil:
+				stepDown("lease taken by another instance", errors.New("renew matched no live lease of this term"))
+			default:
+				if _, ok := e.Term(); !ok {
+					stepDown("lease not renewed in time", err)
+				} else {
+					e.log.Warn("leader: renew failed, will retry before the lease ends", "term", term, "err", err)
+				}
 			}
 		}
-		if e.leader.Load() {
-			if err := e.watch(ctx, conn, next); err != nil {
-				stepDown("connection lost", err)
-			}
+		if _, ok := e.Term(); !ok && term != 0 {
+			stepDown("lease not renewed in time", nil)
 		}
 		if !sleepUntil(ctx, next) {
 			return
@@ -169,21 +249,54 @@ func (e *Elector) Run(ctx context.Context, onLead func(leaderCtx context.Context
 	}
 }
 
-// watch blocks on the leader's connection until the deadline. The server
-// sends an error and closes the socket when it ends the session (the backend
-// was terminated, the server is shutting down), so the read returns at once
-// and the leader steps down immediately instead of at its next check. A
-// silent network is caught by the check instead.
-func (e *Elector) watch(ctx context.Context, conn *pgx.Conn, deadline time.Time) error {
-	waitCtx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	// We LISTEN to nothing, so no notification arrives; a timeout leaves the
-	// connection usable (pgx only closes it on other errors).
-	err := conn.PgConn().WaitForNotification(waitCtx)
-	if err != nil && waitCtx.Err() != nil {
-		return nil // the deadline (or shutdown), not the connection
+// open makes the elector's own small pool: the lease must not wait behind
+// the requests for a connection of the shared pool. It connects lazily.
+func (e *Elector) open() (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(e.url)
+	if err != nil {
+		return nil, fmt.Errorf("leader: DATABASE_URL: %w", err)
 	}
-	return err
+	cfg.MaxConns = 1 // one connection, reopened if a renew cut off by its deadline closed it
+	cfg.MinConns = 0
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "leader-elector"
+	}
+	return pgxpool.NewWithConfig(context.Background(), cfg)
+}
+
+// acquire takes the lease if it has expired (or is ours), for a new term,
+// and returns that term; 0 when another instance holds a live lease.
+func (e *Elector) acquire(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.poll)
+	defer cancel()
+	var term int64
+	err := pool.QueryRow(ctx, `
+		INSERT INTO leader_lease AS l (name, holder, term, expires_at)
+		VALUES ($1, $2, 1, now() + $3 * interval '1 microsecond')
+		ON CONFLICT (name) DO UPDATE
+		SET holder = excluded.holder, term = l.term + 1, expires_at = excluded.expires_at
+		WHERE l.expires_at < now() OR l.holder = excluded.holder
+		RETURNING term`, LeaseName, e.holder, e.Lease().Microseconds()).Scan(&term)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return term, err
+}
+
+// renew extends the lease of term if it is still ours and live. It gives up
+// at the local deadline: past it, this instance has stopped leading anyway.
+func (e *Elector) renew(ctx context.Context, pool *pgxpool.Pool, term int64, deadline time.Time) (bool, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	tag, err := pool.Exec(ctx, `
+		UPDATE leader_lease SET expires_at = now() + $4 * interval '1 microsecond'
+		WHERE name = $1 AND holder = $2 AND term = $3 AND expires_at > now()`,
+		LeaseName, e.holder, term, e.Lease().Microseconds())
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // sleepUntil waits until t and reports false if ctx ended first.
@@ -196,73 +309,4 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-timer.C:
 		return true
 	}
-}
-
-// connect opens the dedicated connection with TCP keepalives on both ends
-// (see the Elector comment).
-func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(e.url)
-	if err != nil {
-		return nil, fmt.Errorf("leader: parse DATABASE_URL: %w", err)
-	}
-	// Server side: how fast the server notices that this client is gone,
-	// which is when it releases the lock. pgx sends unknown settings to the
-	// server as session parameters.
-	for name, value := range map[string]string{
-		"tcp_keepalives_idle":     "5",
-		"tcp_keepalives_interval": "1",
-		"tcp_keepalives_count":    "3",
-		"tcp_user_timeout":        "8000", // ms
-		"application_name":        "leader-elector",
-	} {
-		if _, set := cfg.RuntimeParams[name]; !set {
-			cfg.RuntimeParams[name] = value
-		}
-	}
-	// Client side: the check timeout already detects a dead server; the
-	// keepalives also make an idle socket fail instead of hanging.
-	dialer := &net.Dialer{
-		Timeout: connectTimeout,
-		KeepAliveConfig: net.KeepAliveConfig{
-			Enable: true, Idle: 5 * time.Second, Interval: time.Second, Count: 3,
-		},
-	}
-	cfg.DialFunc = dialer.DialContext
-	connectCtx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	return pgx.ConnectConfig(connectCtx, cfg)
-}
-
-// try takes the lock if it is free.
-func (e *Elector) try(ctx context.Context, conn *pgx.Conn) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	var won bool
-	err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", e.key).Scan(&won)
-	return won, err
-}
-
-// check verifies that this session still holds the lock. A working connection
-// would be enough in theory (a session lock lives as long as the session), but
-// asking pg_locks also catches a connection pooler in transaction mode between
-// us and the server, which would hand our statements to other sessions.
-func (e *Elector) check(ctx context.Context, conn *pgx.Conn) error {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	var held bool
-	// pg_locks splits a bigint advisory key into classid (high 32 bits) and
-	// objid (low 32 bits), with objsubid 1.
-	err := conn.QueryRow(ctx, `
-		SELECT EXISTS (
-			SELECT 1 FROM pg_locks
-			WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
-			  AND objsubid = 1
-			  AND (classid::bigint << 32) | objid::bigint = $1)`, e.key).Scan(&held)
-	if err != nil {
-		return err
-	}
-	if !held {
-		return errors.New("the session no longer holds the leader lock")
-	}
-	return nil
 }

@@ -237,3 +237,55 @@ func TestMigrateWaitsForTheLock(t *testing.T) {
 	}
 	t.Logf("migrated in %v, the lock being released after 200ms", time.Since(t0).Round(time.Millisecond))
 }
+
+// TestMigrationSessionSettings: migrations run with a lock timeout, a
+// statement timeout and TCP keepalives, so a migration can neither queue a
+// table behind it for long nor keep its locks after its host vanished.
+func TestMigrationSessionSettings(t *testing.T) {
+	url := testsupport.Postgres(t)
+	fsys := fstest.MapFS{"00001_settings.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE seen AS SELECT concat_ws(',',
+	current_setting('lock_timeout'), current_setting('statement_timeout'),
+	current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'),
+	current_setting('tcp_keepalives_count'), current_setting('tcp_user_timeout'),
+	current_setting('client_connection_check_interval')) AS s;
+`)}}
+	if _, err := Migrate(context.Background(), url, fsys, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	// The test server is on TCP (a Unix socket would read 0 for the TCP ones).
+	if got, want := testsupport.PSQL(t, url, "SELECT s FROM seen"), "10s,5min,5,1,3,8000,2s"; got != want {
+		t.Errorf("migration session settings = %s, want %s", got, want)
+	}
+}
+
+// TestMigrationLockTimeout: a migration whose table is locked by a long
+// transaction fails after lock_timeout instead of waiting (and making every
+// later query of the table wait behind it).
+func TestMigrationLockTimeout(t *testing.T) {
+	url := testsupport.Postgres(t)
+	testsupport.PSQL(t, url, "CREATE TABLE busy (id int)")
+	holder, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	tx, err := holder.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), "SELECT * FROM busy"); err != nil { // ACCESS SHARE until commit
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{"00001_alter.sql": {Data: []byte("-- +goose Up\nALTER TABLE busy ADD COLUMN x int;\n")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = Migrate(ctx, url, fsys, slog.New(slog.DiscardHandler))
+	took := time.Since(start)
+	t.Logf("migration behind a lock: %v after %s", err, took.Round(time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") || took > 20*time.Second {
+		t.Errorf("migration behind a held lock: err %v after %s, want a lock timeout after about %s", err, took, lockMigrationTimeout)
+	}
+}

@@ -62,6 +62,17 @@ func (c *counter) job(instance string) worker.Job {
 
 func psql(t *testing.T, url, sql string) string { return testsupport.PSQL(t, url, sql) }
 
+// hold makes term the live leader term for an hour, as if an elector held
+// it, and returns ctx carrying it, as the elector's leader context does.
+func hold(t *testing.T, url string, term int64) context.Context {
+	t.Helper()
+	psql(t, url, fmt.Sprintf(`INSERT INTO leader_lease (name, holder, term, expires_at)
+		VALUES ('%s', 'test', %d, now() + interval '1 hour')
+		ON CONFLICT (name) DO UPDATE SET holder = 'test', term = %[2]d, expires_at = now() + interval '1 hour'`,
+		postgres.LeaseName, term))
+	return worker.WithTerm(context.Background(), term)
+}
+
 func atoi(t *testing.T, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)
@@ -100,24 +111,27 @@ func TestSlot(t *testing.T) {
 	}
 }
 
-// TestFenceTwoLeaders simulates the case the elector cannot fully exclude:
-// two instances that both believe they lead. Both schedulers run the whole
-// time and try every slot; the unique (job, slot) key lets exactly one of
-// them run each slot.
+// TestFenceTwoLeaders simulates what the lease alone cannot exclude: two
+// instances that both believe they lead, one with the live term and one
+// with the term before it (a paused leader that resumed). Both schedulers
+// try every slot; the unique (job, slot) key and the term check let only
+// the live term run, once per slot.
 func TestFenceTwoLeaders(t *testing.T) {
 	url := migrated(t)
 	const interval = 200 * time.Millisecond
 	var c counter
 	scheds := []*worker.Scheduler{
-		worker.New(instance(t, url), "a", interval, quiet),
-		worker.New(instance(t, url), "b", interval, quiet),
+		worker.New(instance(t, url), "a", interval, quiet), // the stale leader, term 1
+		worker.New(instance(t, url), "b", interval, quiet), // the live one, term 2
 	}
+	hold(t, url, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*interval+interval/2)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, s := range scheds {
 		s.Add(c.job(s2name(i)))
-		wg.Go(func() { s.Run(ctx) })
+		termCtx := worker.WithTerm(ctx, int64(i+1))
+		wg.Go(func() { s.Run(termCtx) })
 	}
 	wg.Wait()
 
@@ -128,24 +142,66 @@ func TestFenceTwoLeaders(t *testing.T) {
 		ran += s.Ran()
 		fenced += s.Fenced()
 	}
-	t.Logf("two always-leaders, %s interval: %d slots run (a %d, b %d), %d attempts fenced off",
+	t.Logf("two believed leaders (terms 1 and 2, 2 live), %s interval: %d slots run (a %d, b %d), %d attempts fenced off",
 		interval, rows, c.runs["a"], c.runs["b"], fenced)
 	if int64(rows) != ran || c.runs["a"]+c.runs["b"] != rows {
 		t.Errorf("rows %d, claimed runs %d, job executions %v: want all equal", rows, ran, c.runs)
 	}
-	// Both tried every slot, so nearly every slot was fenced once.
-	if fenced < int64(rows)-2 || rows < 8 {
-		t.Errorf("%d slots, %d fenced attempts: want both schedulers to contend for every slot", rows, fenced)
+	if c.runs["a"] != 0 || scheds[0].Fenced() < int64(rows)-1 || rows < 8 {
+		t.Errorf("%d slots; the stale term ran %d and was fenced %d times: want it fenced on every slot",
+			rows, c.runs["a"], scheds[0].Fenced())
+	}
+	if terms := psql(t, url, "SELECT string_agg(DISTINCT term::text, ',') FROM job_runs"); terms != "2" {
+		t.Errorf("runs recorded under terms %q, want only 2", terms)
+	}
+}
+
+// TestStaleTermRefused: with term 5 live, the store refuses term 4's claim,
+// finish and purge (worker.ErrNotLeader) and takes term 5's; once the lease
+// expired, term 5 is refused too.
+func TestStaleTermRefused(t *testing.T) {
+	url := migrated(t)
+	store := instance(t, url)
+	ctx := context.Background()
+	hold(t, url, 5)
+	slot := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	psql(t, url, `INSERT INTO job_runs (job, slot, instance_id, term) VALUES ('old', '2020-01-01', 'x', 1)`)
+
+	if won, err := store.ClaimRun(ctx, "j", slot, "stale", 4); won || !errors.Is(err, worker.ErrNotLeader) {
+		t.Errorf("claim with a stale term = %v, %v; want ErrNotLeader", won, err)
+	}
+	if won, err := store.ClaimRun(ctx, "j", slot, "live", 5); !won || err != nil {
+		t.Fatalf("claim with the live term = %v, %v", won, err)
+	}
+	if err := store.FinishRun(ctx, "j", slot, 4, nil); !errors.Is(err, worker.ErrNotLeader) {
+		t.Errorf("finish with a stale term: %v, want ErrNotLeader", err)
+	}
+	if n, err := store.PurgeRuns(ctx, time.Now(), 4); n != 0 || !errors.Is(err, worker.ErrNotLeader) {
+		t.Errorf("purge with a stale term = %d, %v; want 0, ErrNotLeader", n, err)
+	}
+	if got := psql(t, url, "SELECT count(*) || ' ' || count(finished_at) FROM job_runs"); got != "2 0" {
+		t.Errorf("rows, finished = %s after stale writes, want 2 0", got)
+	}
+	if err := store.FinishRun(ctx, "j", slot, 5, nil); err != nil {
+		t.Errorf("finish with the live term: %v", err)
+	}
+	if n, err := store.PurgeRuns(ctx, time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC), 5); n != 1 || err != nil {
+		t.Errorf("purge with the live term = %d, %v; want 1", n, err)
+	}
+
+	psql(t, url, "UPDATE leader_lease SET expires_at = now()")
+	if won, err := store.ClaimRun(ctx, "j", slot.Add(time.Minute), "live", 5); won || !errors.Is(err, worker.ErrNotLeader) {
+		t.Errorf("claim with an expired lease = %v, %v; want ErrNotLeader", won, err)
 	}
 }
 
 func s2name(i int) string { return string(rune('a' + i)) }
 
 // TestThreeInstancesWithElection runs the real thing: three instances, each
-// with its elector and scheduler, a short interval, and the leader's lock
-// connection killed twice. Every slot runs at most once, slots go on being
-// run across takeovers, and the new leaders' attempts at a slot the old
-// leader had already run are fenced.
+// with its elector and scheduler, a short interval, and the leader's lease
+// taken from it twice (expired, as if it had frozen). Every slot runs at
+// most once, slots go on being run across takeovers, and each takeover
+// records a greater term.
 func TestThreeInstancesWithElection(t *testing.T) {
 	url := migrated(t)
 	const (
@@ -161,7 +217,7 @@ func TestThreeInstancesWithElection(t *testing.T) {
 		name := s2name(i)
 		s := worker.New(instance(t, url), name, interval, quiet)
 		s.Add(c.job(name))
-		e := postgres.NewElector(url, poll, quiet)
+		e := postgres.NewElector(url, name, poll, quiet)
 		scheds, electors = append(scheds, s), append(electors, e)
 		wg.Go(func() { e.Run(ctx, s.Run) })
 	}
@@ -175,12 +231,8 @@ func TestThreeInstancesWithElection(t *testing.T) {
 	defer admin.Close(context.Background())
 	for range 2 {
 		time.Sleep(1500 * time.Millisecond)
-		var pid uint32
-		err := admin.QueryRow(ctx, `SELECT pg_terminate_backend(pid), pid FROM pg_locks
-			WHERE locktype = 'advisory' AND granted AND objsubid = 1
-			  AND (classid::bigint << 32) | objid::bigint = $1`, postgres.LeaderLockKey).Scan(nil, &pid)
-		if err != nil {
-			t.Fatalf("kill the leader: %v", err)
+		if _, err := admin.Exec(ctx, `UPDATE leader_lease SET holder = 'frozen', expires_at = now()`); err != nil {
+			t.Fatalf("take the lease: %v", err)
 		}
 	}
 	time.Sleep(1500 * time.Millisecond)
@@ -197,32 +249,39 @@ func TestThreeInstancesWithElection(t *testing.T) {
 	span := psql(t, url, fmt.Sprintf(`SELECT round(extract(epoch FROM max(slot) - min(slot)) * 1000 / %d)::int + 1
 		FROM job_runs`, interval.Milliseconds()))
 	missing := atoi(t, span) - slots
-	t.Logf("3 instances, %s interval, %s poll, 2 leader kills: %d slots run (%s), %d missing, %d attempts fenced off",
-		interval, poll, slots, strings.ReplaceAll(byInstance, "\n", " "), missing, fenced)
+	terms := psql(t, url, "SELECT count(DISTINCT term) FROM job_runs")
+	t.Logf("3 instances, %s interval, %s poll, lease taken twice: %d slots run (%s), %d missing, %d attempts fenced off, %s terms",
+		interval, poll, slots, strings.ReplaceAll(byInstance, "\n", " "), missing, fenced, terms)
+	if atoi(t, terms) < 3 {
+		t.Errorf("runs under %s terms, want at least 3 (two takeovers)", terms)
+	}
 	if strings.Count(byInstance, "=") < 2 {
 		t.Errorf("runs by instance %q: want the work to move to another leader after a kill", byInstance)
 	}
-	// A takeover takes about one poll, less than an interval, and a new
-	// leader runs the current slot at once: no slot should be lost. Allow
-	// one for a slow machine.
+	// A takeover after an expired lease takes at most one poll, less than
+	// an interval, and a new leader runs the current slot at once: no slot
+	// should be lost. Allow one for a slow machine.
 	if missing > 1 {
 		t.Errorf("%d slots were not run", missing)
 	}
 }
 
-// TestStepDownCancelsRunningJob: when the leader loses its lock, the job it
-// is running sees its context cancelled, and the run is recorded as ended
-// with that error.
+// TestStepDownCancelsRunningJob: when the leader loses its lease, the job
+// it is running sees its context cancelled, and the end of the run, under a
+// term that is no longer live, is refused: the row keeps finished_at empty,
+// as for a leader that died.
 func TestStepDownCancelsRunningJob(t *testing.T) {
 	url := migrated(t)
 	s := worker.New(instance(t, url), "a", time.Minute, quiet)
 	started := make(chan struct{}, 1)
+	cancelled := make(chan time.Time, 1)
 	s.Add(worker.Job{Name: "block", Run: func(ctx context.Context) error {
 		started <- struct{}{}
 		<-ctx.Done()
+		cancelled <- time.Now()
 		return ctx.Err()
 	}})
-	e := postgres.NewElector(url, 100*time.Millisecond, quiet)
+	e := postgres.NewElector(url, "a", 100*time.Millisecond, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx, s.Run) }()
@@ -233,21 +292,18 @@ func TestStepDownCancelsRunningJob(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the job did not start")
 	}
-	killed := time.Now()
-	psql(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE application_name = 'leader-elector'`)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if got := psql(t, url, "SELECT coalesce(error, '') FROM job_runs WHERE finished_at IS NOT NULL"); got != "" {
-			if !strings.Contains(got, "context canceled") {
-				t.Fatalf("run error = %q, want context canceled", got)
-			}
-			t.Logf("job cancelled and recorded %s after the leader's connection was killed", time.Since(killed))
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	taken := time.Now()
+	psql(t, url, `UPDATE leader_lease SET holder = 'other', term = term + 1, expires_at = now() + interval '1 hour'`)
+	select {
+	case at := <-cancelled:
+		t.Logf("job cancelled %s after the lease was taken", at.Sub(taken).Round(time.Millisecond))
+	case <-time.After(3 * time.Second):
+		t.Fatal("the running job was not cancelled after the leader lost its lease")
 	}
-	t.Fatal("the running job was not cancelled after the leader lost its lock")
+	time.Sleep(200 * time.Millisecond)
+	if got := psql(t, url, "SELECT (finished_at IS NULL) || ' ' || term FROM job_runs"); got != "true 1" {
+		t.Errorf("run row (unfinished, term) = %q, want the stale finish refused: true 1", got)
+	}
 }
 
 // TestRunErrorsRecorded: failing and panicking jobs are recorded with their
@@ -258,7 +314,7 @@ func TestRunErrorsRecorded(t *testing.T) {
 	s.Add(worker.Job{Name: "fails", Run: func(context.Context) error { return errors.New("disk full") }})
 	s.Add(worker.Job{Name: "panics", Run: func(context.Context) error { panic("boom") }})
 	s.Add(worker.Job{Name: "works", Run: func(context.Context) error { return nil }})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(hold(t, url, 1), 500*time.Millisecond)
 	defer cancel()
 	s.Run(ctx)
 
@@ -278,7 +334,13 @@ func TestPurgeRunsJob(t *testing.T) {
 		SELECT 'old', now() - make_interval(days => d), 'a' FROM generate_series(2, 9) d;
 		INSERT INTO job_runs (job, slot, instance_id) VALUES ('new', now(), 'a')`)
 	job := worker.PurgeRunsJob(store, 24*time.Hour, quiet)
-	if err := job.Run(context.Background()); err != nil {
+	if err := job.Run(context.Background()); err == nil {
+		t.Error("purge without a leader term: no error")
+	}
+	if err := job.Run(worker.WithTerm(context.Background(), 1)); !errors.Is(err, worker.ErrNotLeader) {
+		t.Errorf("purge with a term that was never live: %v, want ErrNotLeader", err)
+	}
+	if err := job.Run(hold(t, url, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if got := psql(t, url, "SELECT string_agg(job, ',') FROM job_runs"); got != "new" {
@@ -291,11 +353,11 @@ func TestPurgeRunsJob(t *testing.T) {
 func TestRecentRuns(t *testing.T) {
 	url := migrated(t)
 	store := instance(t, url)
-	ctx := context.Background()
+	ctx := hold(t, url, 1)
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 3 {
 		slot := base.Add(time.Duration(i) * time.Minute)
-		if won, err := store.ClaimRun(ctx, "j", slot, "a"); err != nil || !won {
+		if won, err := store.ClaimRun(ctx, "j", slot, "a", 1); err != nil || !won {
 			t.Fatalf("claim %s: %v %v", slot, won, err)
 		}
 		if i < 2 {
@@ -303,12 +365,12 @@ func TestRecentRuns(t *testing.T) {
 			if i == 1 {
 				runErr = errors.New("failed")
 			}
-			if err := store.FinishRun(ctx, "j", slot, runErr); err != nil {
+			if err := store.FinishRun(ctx, "j", slot, 1, runErr); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if won, err := store.ClaimRun(ctx, "j", base, "b"); err != nil || won {
+	if won, err := store.ClaimRun(ctx, "j", base, "b", 1); err != nil || won {
 		t.Fatalf("second claim of a slot = %v, %v; want false", won, err)
 	}
 	runs, err := store.RecentRuns(ctx, 2)
@@ -316,7 +378,7 @@ func TestRecentRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(runs) != 2 || !runs[0].Slot.Equal(base.Add(2*time.Minute)) || runs[0].FinishedAt != nil ||
-		runs[1].Error != "failed" || runs[1].FinishedAt == nil || runs[1].InstanceID != "a" {
+		runs[1].Error != "failed" || runs[1].FinishedAt == nil || runs[1].InstanceID != "a" || runs[0].Term != 1 {
 		t.Errorf("RecentRuns(2) = %+v", runs)
 	}
 }

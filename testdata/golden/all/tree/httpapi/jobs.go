@@ -32,11 +32,16 @@ func (s *Server) jobsRoutes() {
 }
 
 // jobRun is the JSON shape of one run. The slot is given both as RFC 3339
-// and as unix seconds (the slot is unix time truncated to the interval).
+// with its fraction and as unix milliseconds: WORKER_INTERVAL is a whole
+// number of milliseconds, at least 100ms, so every slot is a distinct, exact
+// integer (and below 2^53, exact in JavaScript too). Whole seconds would
+// merge the slots of an interval under 1s. term is the leader term the run
+// was claimed under (0 for runs recorded before terms were).
 type jobRun struct {
 	Job        string     `json:"job"`
 	Slot       time.Time  `json:"slot"`
-	SlotUnix   int64      `json:"slot_unix"`
+	SlotUnixMs int64      `json:"slot_unix_ms"`
+	Term       int64      `json:"term"`
 	InstanceID string     `json:"instance_id"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"` // null while running or if the runner died
@@ -65,7 +70,8 @@ func (s *Server) listJobRuns(w http.ResponseWriter, r *http.Request) {
 		out[i] = jobRun{
 			Job:        run.Job,
 			Slot:       run.Slot.UTC(),
-			SlotUnix:   run.Slot.Unix(),
+			SlotUnixMs: run.Slot.UnixMilli(),
+			Term:       run.Term,
 			InstanceID: run.InstanceID,
 			StartedAt:  run.StartedAt.UTC(),
 			FinishedAt: run.FinishedAt,

@@ -19,7 +19,7 @@ func TestWorker(t *testing.T) {
 		t.Errorf("got %s, %s, %v", c.WorkerInterval, c.LeaderPoll, err)
 	}
 	for _, kv := range [][2]string{
-		{"WORKER_INTERVAL", "10ms"}, {"WORKER_INTERVAL", "soon"},
+		{"WORKER_INTERVAL", "10ms"}, {"WORKER_INTERVAL", "soon"}, {"WORKER_INTERVAL", "150500us"},
 		{"LEADER_POLL_INTERVAL", "10s"}, {"LEADER_POLL_INTERVAL", "1ms"},
 	} {
 		_, err := Load(env(kv[0], kv[1]))

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver goose runs on
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -81,6 +83,11 @@ const lockWait = 5 * time.Minute
 func (migrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, lockWait)
 	defer cancel()
+	// This session only waits for the lock: lockWait bounds it, not the
+	// migration timeouts (lock_timeout also applies to advisory locks).
+	if _, err := conn.ExecContext(ctx, "SET lock_timeout = 0; SET statement_timeout = 0"); err != nil {
+		return fmt.Errorf("wait for the migration lock: %w", err)
+	}
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", lock.DefaultLockID); err != nil {
 		return fmt.Errorf("wait for the migration lock: %w", err)
 	}
@@ -98,6 +105,65 @@ func (migrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
+// The migration session's settings. Values given in DATABASE_URL win.
+//
+//   - lock_timeout: a schema change waits for its table lock (ACCESS
+//     EXCLUSIVE for most ALTER TABLE) behind every running transaction on
+//     the table, and every query that comes after waits behind it: a long
+//     report stalls the whole table. After lockMigrationTimeout the
+//     migration fails instead (the instance does not start, and a restart
+//     tries again) and the queue drains.
+//   - statement_timeout: no single statement of a migration runs longer than
+//     statementMigrationTimeout while holding its locks. A longer backfill
+//     belongs in batches (see the README, "Schema changes under rolling
+//     deploys"), or in the migrate command with a larger value in its
+//     DATABASE_URL.
+//   - keepalives, tcp_user_timeout and client_connection_check_interval: a
+//     migrating host that vanishes (crash of the machine, partition) leaves
+//     no one to close its socket, and the server would keep its session, its
+//     open transaction and its ACCESS EXCLUSIVE locks for the kernel's
+//     default of about two hours. With these, the server notices within
+//     about 10 s, even during a long statement, rolls back and frees the
+//     locks. They apply to TCP only (a Unix socket cannot be partitioned).
+const (
+	lockMigrationTimeout      = "10s"
+	statementMigrationTimeout = "5min"
+)
+
+var migrationParams = map[string]string{
+	"lock_timeout":                     lockMigrationTimeout,
+	"statement_timeout":                statementMigrationTimeout,
+	"tcp_keepalives_idle":              "5", // seconds
+	"tcp_keepalives_interval":          "1",
+	"tcp_keepalives_count":             "3",
+	"tcp_user_timeout":                 "8000", // ms
+	"client_connection_check_interval": "2000", // ms; PostgreSQL 14 and later
+	"application_name":                 "migrate",
+}
+
+// openMigrationDB is the database/sql handle goose runs on, with the
+// migration session's settings (server side) and TCP keepalives (client
+// side, so that a vanished server fails the migration instead of hanging).
+func openMigrationDB(url string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, err // pgx redacts the password in its parse errors
+	}
+	for name, value := range migrationParams {
+		if _, set := cfg.RuntimeParams[name]; !set {
+			cfg.RuntimeParams[name] = value
+		}
+	}
+	dialer := &net.Dialer{
+		Timeout: 5 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: 5 * time.Second, Interval: time.Second, Count: 3,
+		},
+	}
+	cfg.DialFunc = dialer.DialContext
+	return stdlib.OpenDB(*cfg), nil
+}
+
 // Migrate applies the pending migrations of fsys to the database at url,
 // under the migration lock, and logs each one it applied. It opens a
 // database/sql handle of its own for goose and closes it before returning.
@@ -105,7 +171,7 @@ func (migrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 // first or the schema is current.
 func Migrate(ctx context.Context, url string, fsys fs.FS, log *slog.Logger) ([]Applied, error) {
 	start := time.Now()
-	sqlDB, err := sql.Open("pgx", url)
+	sqlDB, err := openMigrationDB(url)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: open database: %w", err)
 	}

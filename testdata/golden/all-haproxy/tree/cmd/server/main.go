@@ -115,11 +115,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("cache", "redis", cfg.RedisURL != "", "local_size", cfg.CacheLocalSize, "ttl", cfg.CacheTTL.String())
 
 	// worker: the elector competes for leadership and runs the scheduler
-	// while this instance leads. It stops as soon as shutdown starts (ctx),
-	// closing its connection, which releases the lock so another instance
-	// takes over at once; the deferred wait lets the cancelled jobs record
-	// their end before the pool closes (defers run in reverse order).
-	elector := postgres.NewElector(cfg.DatabaseURL, cfg.LeaderPoll, log)
+	// while this instance leads. It stops as soon as shutdown starts (ctx):
+	// it cancels the jobs, lets them record their end under the still live
+	// term, then releases the lease so another instance takes over at once;
+	// the deferred wait keeps the pool open until then (defers run in
+	// reverse order).
+	elector := postgres.NewElector(cfg.DatabaseURL, cfg.InstanceID, cfg.LeaderPoll, log)
 	runs := postgres.NewRunStore(db)
 	sched := worker.New(runs, cfg.InstanceID, cfg.WorkerInterval, log)
 	sched.Add(worker.PurgeRunsJob(runs, worker.DefaultRetention, log))
