@@ -22,7 +22,7 @@ package clustertest
 //
 //	go test -run TestRobust ./clustertest/                       # every nemesis once, a few seconds of fault each
 //	ROBUST_DURATION=60s go test -timeout 2h -run TestRobust ./clustertest/   # a minute of fault each
-//	ROBUST_SEED=1234 go test -run 'TestRobust/pg-blackhole' ./clustertest/  # replay a run's choices
+//	ROBUST_SEED=1234 go test -run 'TestRobust/app-sigkill' ./clustertest/  # replay a run's choices
 
 import (
 	"bytes"
@@ -58,7 +58,8 @@ type nemesis struct {
 	check   func(t *testing.T, r *robustRun)
 }
 
-// The nemeses of a cluster with a database: app instances and PostgreSQL.
+// The nemeses of a cluster with a database: app instances and PostgreSQL
+// (and MinIO).
 func TestRobust(t *testing.T) {
 	runNemeses(t, []nemesis{
 		{name: "app-sigkill", inject: func(t *testing.T, r *robustRun) func() {
@@ -93,6 +94,12 @@ func TestRobust(t *testing.T) {
 		{name: "pg-restart-immediate", inject: func(t *testing.T, r *robustRun) func() {
 			testsupport.PostgresRestart(t, "immediate", r.fault)
 			return func() {}
+		}},
+		// Notes do not use MinIO: a dead MinIO must not take their
+		// instances down with it (readiness, shared pools).
+		{name: "minio-sigkill", inject: func(t *testing.T, r *robustRun) func() {
+			r.c.minio.Kill(t)
+			return func() { r.c.minio.Start(t) }
 		}},
 	})
 }
@@ -181,7 +188,7 @@ func runRobust(t *testing.T, n nemesis) {
 		client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	t.Cleanup(r.client.CloseIdleConnections)
 	t.Logf("nemesis %s, fault %v, ROBUST_SEED=%d", n.name, fault, seed)
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 3; i++ {
 		r.create(0, "lb", fmt.Sprintf("init-%d", i))
 	}
 	if len(r.notes) == 0 {
@@ -191,7 +198,7 @@ func runRobust(t *testing.T, n nemesis) {
 	// Clients, each bounded in operations and time.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	const clients = 4
+	const clients = 8
 	for id := 1; id <= clients; id++ {
 		wg.Go(func() { r.client1(id, stop) })
 	}
@@ -239,9 +246,16 @@ func (r *robustRun) client1(id int, stop <-chan struct{}) {
 			return
 		default:
 		}
+		// Each client has a home (the load balancer or one instance) and
+		// strays now and then: a frozen or cut-off instance holds up only
+		// some of the clients.
+		home := id % (len(r.c.apps) + 1)
+		if rng.IntN(4) == 0 {
+			home = rng.IntN(len(r.c.apps) + 1)
+		}
 		target, base := "lb", r.c.lb.URL
-		if rng.IntN(2) == 0 {
-			a := r.c.apps[rng.IntN(len(r.c.apps))]
+		if home > 0 {
+			a := r.c.apps[home-1]
 			target, base = a.name, "http://"+a.addr()
 		}
 		ids := r.noteIDs()
@@ -255,7 +269,7 @@ func (r *robustRun) client1(id int, stop <-chan struct{}) {
 		case p < 90:
 			r.del(id, target, base, note)
 		default:
-			if len(ids) < 12 {
+			if len(ids) < 6 {
 				r.create(id, target, value)
 			} else {
 				r.get(id, target, base, note)
@@ -501,6 +515,14 @@ func (r *robustRun) check(t *testing.T, name string, final []historyOp) {
 	model := noteModel.ToModel()
 	model.DescribeOperationMetadata = func(info interface{}) string { return fmt.Sprint(info) }
 	t.Logf("history: %d operations (%d indeterminate writes) on %d notes", len(ops), indeterminate, len(r.noteIDs()))
+	during := map[string]int{}
+	f0, f1 := r.faulted.Sub(r.began).Nanoseconds(), r.healed.Sub(r.began).Nanoseconds()
+	for _, op := range ops {
+		if op.Call >= f0 && op.Call <= f1 {
+			during[op.Target+" "+op.Input.Op]++
+		}
+	}
+	t.Logf("recorded operations sent during the fault, by target: %v", during)
 
 	res, info := porcupine.CheckOperationsVerbose(model, porcupineOps(ops, end+1), 60*time.Second)
 	switch res {
