@@ -1,6 +1,10 @@
 package generator
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // The manifest is the one place that says which files a generated project
 // has. Every file in the template tree belongs to exactly one entry (a test
@@ -36,6 +40,9 @@ type Feature struct {
 	// "module@version". `make deps` resolves them into the go.mod/go.sum
 	// of every combination (see generator/deps).
 	Requires []string
+	// RequiresWith are Go modules imported only by files of With: by
+	// condition, as in With (feature names; "a|b" is either).
+	RequiresWith map[string][]string
 	// Secrets, if set, makes files with random content (like a .env) when
 	// the project is written. They are not part of the deterministic
 	// output: golden trees and reference-app do not hold them.
@@ -175,18 +182,34 @@ var Features = []Feature{
 			"testsupport/proxy_test.go",
 		},
 		With: map[string][]string{
-			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go"},
-			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go"},
+			"db": {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go",
+				"clustertest/robust_test.go", "testsupport/faultproxy.go", "testsupport/faultproxy_test.go"},
+			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
-			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go"},
+			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
 			"lb=nginx":   {"deploy/nginx.conf"},
 			"lb=haproxy": {"deploy/haproxy.cfg"},
 		},
 		Requires: []string{
 			"go.yaml.in/yaml/v3@v3.0.5",
 		},
+		RequiresWith: map[string][]string{
+			"db": {"github.com/anishathalye/porcupine@v1.3.1"}, // the robustness suite's checker
+		},
 		Secrets: composeSecrets,
 	},
+}
+
+// RequiresFor is the entry's Requires and those of its RequiresWith whose
+// condition holds for the feature list.
+func (f Feature) RequiresFor(features []string) []string {
+	out := slices.Clone(f.Requires)
+	for _, cond := range slices.Sorted(maps.Keys(f.RequiresWith)) {
+		if slices.ContainsFunc(strings.Split(cond, "|"), func(name string) bool { return slices.Contains(features, name) }) {
+			out = append(out, f.RequiresWith[cond]...)
+		}
+	}
+	return out
 }
 
 // Combinations are all valid feature sets (each with what it needs), in a

@@ -1,5 +1,6 @@
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/go-redis/cache/v9 v9.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/pressly/goose/v3 v3.29.0

@@ -144,7 +144,7 @@ func requires(features []string) []string {
 	var out []string
 	for _, e := range generator.Entries() {
 		if e.Name == "" || slices.Contains(features, e.Name) {
-			for _, r := range e.Requires {
+			for _, r := range e.RequiresFor(features) {
 				if !slices.Contains(out, r) {
 					out = append(out, r)
 				}

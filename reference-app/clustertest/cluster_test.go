@@ -140,7 +140,9 @@ func startCluster(t testing.TB, env map[string]string) *cluster {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		c.apps = append(c.apps, &instance{name: name, port: ports[i], bin: bin, env: e})
+		a := &instance{name: name, port: ports[i], bin: bin, env: e}
+		viaFaultProxies(t, a)
+		c.apps = append(c.apps, a)
 	}
 	t.Cleanup(func() {
 		for _, a := range c.apps {
@@ -239,6 +241,33 @@ func (c *cluster) instanceEnv(p *composeProject, compose map[string]string, port
 	return out, nil
 }
 
+// viaFaultProxies routes the instance's connections to PostgreSQL and
+// Redis through fault proxies of its own: a test can then cut one instance
+// off from one dependency while the others keep theirs (robust_test.go).
+// With every proxy passing, the only difference is one loopback hop.
+func viaFaultProxies(t testing.TB, a *instance) {
+	t.Helper()
+	for i, kv := range a.env {
+		k, v, _ := strings.Cut(kv, "=")
+		var proxy **testsupport.FaultProxy
+		switch k {
+		case "DATABASE_URL":
+			proxy = &a.dbProxy
+		case "REDIS_URL":
+			proxy = &a.redisProxy
+		default:
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", a.name, k, err)
+		}
+		*proxy = testsupport.NewFaultProxy(t, u.Host)
+		u.Host = (*proxy).Addr
+		a.env[i] = k + "=" + u.String()
+	}
+}
+
 func wantHost(rawURL, host string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -257,6 +286,9 @@ type instance struct {
 	port int
 	bin  string
 	env  []string
+	// Its own links to PostgreSQL and Redis (see viaFaultProxies).
+	dbProxy    *testsupport.FaultProxy
+	redisProxy *testsupport.FaultProxy
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd

@@ -103,6 +103,8 @@ var pg struct {
 	err   error
 	skip  string  // why tests must skip (binaries missing)
 	srv   *Server // nil with TEST_DATABASE_URL
+	bin   string  // the server binaries
+	data  string  // the data directory
 }
 
 func pgAdmin(t testing.TB) string {
@@ -225,7 +227,7 @@ func startPostgres() (admin, skip string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%w\n%s", err, out.tail(8<<10))
 	}
-	pg.srv = srv
+	pg.srv, pg.bin, pg.data = srv, bin, data
 	// Registered after sharedDir's removal, so it runs before it.
 	onExit(func() {
 		if err := srv.stop(20 * time.Second); err != nil {
@@ -233,6 +235,50 @@ func startPostgres() (admin, skip string, err error) {
 		}
 	})
 	return srv.URL, "", nil
+}
+
+// PostgresRestart stops the shared server with `pg_ctl stop -m mode`
+// ("fast": roll back and disconnect every session; "immediate": exit
+// without a shutdown checkpoint, as on a crash, so the start runs crash
+// recovery), waits down seconds, and starts it again on the same port and
+// data. Every other test of the binary shares the server: call it only from
+// tests that do not run in parallel. It skips the test with
+// TEST_DATABASE_URL.
+func PostgresRestart(t testing.TB, mode string, down time.Duration) {
+	t.Helper()
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		t.Skip("cannot restart PostgreSQL: it is an external server (TEST_DATABASE_URL is set)")
+	}
+	pgAdmin(t)
+	s := pg.srv
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		t.Fatalf("restart PostgreSQL: it is not running")
+	}
+	stop := exec.Command(filepath.Join(pg.bin, "pg_ctl"), "stop", "-D", pg.data, "-m", mode, "-w", "-t", "30")
+	stop.Dir = filepath.Dir(pg.data)
+	stop.SysProcAttr = sysProcAttr(s.runAs)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	out := newRingBuffer(8 << 10)
+	stop.Stdout, stop.Stderr = out, out
+	if err := runCtx(ctx, stop); err != nil {
+		t.Fatalf("pg_ctl stop -m %s: %v\n%s", mode, err, out.tail(8<<10))
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("postgres did not exit within 30s of pg_ctl stop -m %s", mode)
+	}
+	s.mu.Lock()
+	s.proc = nil
+	s.mu.Unlock()
+	time.Sleep(down)
+	if err := s.start(s.Addr); err != nil {
+		t.Fatalf("start PostgreSQL again: %v\n%s", err, s.tail(8<<10))
+	}
 }
 
 // pgSocketDir returns dir, or a short directory in /tmp when the socket path

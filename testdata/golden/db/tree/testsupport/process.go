@@ -60,6 +60,20 @@ func (s *Server) Kill(t testing.TB) {
 	s.kill()
 }
 
+// Signal sends sig to the server and its children (SIGSTOP to freeze it,
+// SIGCONT to let it go on); it does nothing when the server is stopped.
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.skipIfExternal(t, "signal")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		if err := signalGroup(s.proc.cmd.Process.Pid, sig); err != nil {
+			t.Logf("signal %s: %v", s.name, err)
+		}
+	}
+}
+
 // Start restarts a stopped server on the same address and data directory and
 // waits until it answers.
 func (s *Server) Start(t testing.TB) {
