@@ -76,6 +76,8 @@ var Base = Feature{
 			"scripts/install-servers.sh",
 			"testsupport/main.go",
 			"testsupport/process.go",
+			"testsupport/faultproxy.go",
+			"testsupport/faultproxy_test.go",
 			"testsupport/sysproc_*.go",
 			"testsupport/testsupport_test.go",
 		},
@@ -182,8 +184,7 @@ var Features = []Feature{
 			"testsupport/proxy_test.go",
 		},
 		With: map[string][]string{
-			"db": {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go",
-				"clustertest/robust_test.go", "testsupport/faultproxy.go", "testsupport/faultproxy_test.go"},
+			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go"},
 			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},

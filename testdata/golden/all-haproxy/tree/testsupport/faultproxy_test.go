@@ -141,3 +141,34 @@ func TestFaultProxy(t *testing.T) {
 		t.Fatalf("after reset: got %q", got)
 	}
 }
+
+// Abandon: the target's side ends, the client's side stays open and silent
+// (no EOF, no reset), and a new connection works.
+func TestFaultProxyAbandon(t *testing.T) {
+	target, _ := echoServer(t)
+	p := testsupport.NewFaultProxy(t, target)
+	old, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if got := roundTrip(t, old, "ping", time.Second); got != "ping" {
+		t.Fatalf("before Abandon: %q", got)
+	}
+	p.Abandon()
+	if got := roundTrip(t, old, "lost", 300*time.Millisecond); got != "" {
+		t.Fatalf("an abandoned connection carried %q", got)
+	}
+	// readFor fails the test on EOF or a reset: the client must not learn.
+	if got := readFor(t, old, 1, 300*time.Millisecond); got != "" {
+		t.Fatalf("an abandoned connection carried %q", got)
+	}
+	fresh, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if got := roundTrip(t, fresh, "new", time.Second); got != "new" {
+		t.Fatalf("a new connection after Abandon: %q", got)
+	}
+}

@@ -51,6 +51,8 @@ type FaultProxy struct {
 	latency time.Duration
 	changed chan struct{} // closed and replaced on every change
 	conns   map[*net.TCPConn]struct{}
+	pairs   map[*net.TCPConn]*net.TCPConn // client side -> target side
+	dead    map[*net.TCPConn]bool         // abandoned client sides, kept open until Close
 	closed  bool
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -65,7 +67,8 @@ func NewFaultProxy(t testing.TB, target string) *FaultProxy {
 		t.Fatalf("fault proxy to %s: %v", target, err)
 	}
 	p := &FaultProxy{Addr: ln.Addr().String(), target: target, ln: ln,
-		changed: make(chan struct{}), conns: map[*net.TCPConn]struct{}{}, done: make(chan struct{})}
+		changed: make(chan struct{}), conns: map[*net.TCPConn]struct{}{},
+		pairs: map[*net.TCPConn]*net.TCPConn{}, dead: map[*net.TCPConn]bool{}, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -91,6 +94,23 @@ func (p *FaultProxy) Reset() {
 		_ = c.SetLinger(0)
 		_ = c.Close()
 		delete(p.conns, c)
+		delete(p.dead, c)
+	}
+}
+
+// Abandon closes the target's side of every current connection and leaves
+// the client's side open and silent until the proxy closes: the target
+// sees the connection end, the client does not (a NAT or firewall dropped
+// the flow, a half-open connection). New connections are forwarded as
+// before.
+func (p *FaultProxy) Abandon() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for client, upstream := range p.pairs {
+		p.dead[client] = true
+		delete(p.pairs, client)
+		delete(p.conns, upstream)
+		_ = upstream.Close()
 	}
 }
 
@@ -137,11 +157,31 @@ func (p *FaultProxy) track(c *net.TCPConn) bool {
 	return true
 }
 
+// untrack closes c, unless it is an abandoned client side.
 func (p *FaultProxy) untrack(c *net.TCPConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	delete(p.pairs, c)
+	if p.dead[c] {
+		return
+	}
 	delete(p.conns, c)
 	c.Close()
+}
+
+// shut closes c (or its writing half) unless it is an abandoned client
+// side, which stays open and silent.
+func (p *FaultProxy) shut(c *net.TCPConn, writeOnly bool) {
+	p.mu.Lock()
+	dead := p.dead[c]
+	p.mu.Unlock()
+	switch {
+	case dead:
+	case writeOnly:
+		_ = c.CloseWrite()
+	default:
+		_ = c.Close()
+	}
 }
 
 func (p *FaultProxy) accept() {
@@ -171,6 +211,9 @@ func (p *FaultProxy) accept() {
 				p.untrack(client)
 				return
 			}
+			p.mu.Lock()
+			p.pairs[client] = upstream
+			p.mu.Unlock()
 			var both sync.WaitGroup
 			both.Add(2)
 			go func() { defer both.Done(); p.copy(upstream, client, DropToTarget) }()
@@ -211,16 +254,12 @@ func (p *FaultProxy) copy(dst, src *net.TCPConn, drop Fault) {
 				}
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				src.Close()
+				p.shut(src, false)
 				return
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				_ = dst.CloseWrite() // pass the half-close on
-				return
-			}
-			dst.Close()
+			p.shut(dst, errors.Is(err, io.EOF)) // pass a half-close on as one
 			return
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -246,99 +245,17 @@ func TestTwoInstanceStale(t *testing.T) {
 	}
 }
 
-// proxy stands between one instance and Redis, to break connections the
-// way networks do: cut leaves every current connection open on the
-// instance's side but silent forever, while Redis sees it closed (a
-// half-open connection: a NAT or firewall dropped it); blackhole makes new
-// connections silent too (a partition).
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu        sync.Mutex
-	upstreams []net.Conn
-	dead      map[net.Conn]bool // client sides that carry nothing any more
-	blackhole bool
-}
-
-func newProxy(t *testing.T, redisURL string) (*proxy, string) {
+// viaFaultProxy returns a fault proxy to the Redis at redisURL and the URL
+// that goes through it.
+func viaFaultProxy(t *testing.T, redisURL string) (*testsupport.FaultProxy, string) {
 	t.Helper()
 	u, err := url.Parse(redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: u.Host, dead: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close() })
-	go p.serve()
-	u.Host = ln.Addr().String()
+	p := testsupport.NewFaultProxy(t, u.Host)
+	u.Host = p.Addr
 	return p, u.String()
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		hole := p.blackhole
-		p.mu.Unlock()
-		if hole {
-			continue // accepted, never answered, never closed
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.upstreams = append(p.upstreams, up)
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-// pipe copies until either side fails, or the client side is dead.
-func (p *proxy) pipe(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		p.mu.Lock()
-		dead := p.dead[from] || p.dead[to]
-		p.mu.Unlock()
-		if err != nil || dead {
-			if !dead {
-				to.Close()
-			}
-			return
-		}
-		if _, err := to.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// cut closes the Redis side of every current connection and leaves the
-// instance's side open and silent.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, up := range p.upstreams {
-		p.dead[up] = true
-		up.Close()
-	}
-	p.upstreams = nil
-}
-
-func (p *proxy) setBlackhole(on bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.blackhole = on
 }
 
 // A member that neither acks nor renews (a paused instance) delays writes
@@ -393,7 +310,7 @@ func TestPausedMemberDelaysWritesOneLeaseAtMost(t *testing.T) {
 // did not count it.
 func TestHalfOpenSubscriberIsWaitedFor(t *testing.T) {
 	srv := testsupport.Redis(t)
-	p, viaProxy := newProxy(t, srv.URL)
+	p, viaProxy := viaFaultProxy(t, srv.URL)
 	a, b := newCache(t, srv.URL), newCache(t, viaProxy)
 	waitLeased(t, a, b)
 	d := &db{}
@@ -404,7 +321,7 @@ func TestHalfOpenSubscriberIsWaitedFor(t *testing.T) {
 	if _, src := get(t, b, d, "k"); src != cache.SourceLocal {
 		t.Fatalf("B's second Get = %v, want local", src)
 	}
-	p.cut()
+	p.Abandon()
 	if err := write(context.Background(), a, d, "k", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -417,10 +334,10 @@ func TestHalfOpenSubscriberIsWaitedFor(t *testing.T) {
 // instance gets its lease and local tier back without a restart.
 func TestDeadSubscriptionIsReplaced(t *testing.T) {
 	srv := testsupport.Redis(t)
-	p, viaProxy := newProxy(t, srv.URL)
+	p, viaProxy := viaFaultProxy(t, srv.URL)
 	b := newCache(t, viaProxy)
 	waitLeased(t, b)
-	p.cut()
+	p.Abandon()
 	deadline := time.Now().Add(time.Second)
 	for b.leased() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -445,16 +362,16 @@ func TestDeadSubscriptionIsReplaced(t *testing.T) {
 // An instance cut off from Redis fails a write fast, before its commit.
 func TestWriteFailsFastWithoutRedis(t *testing.T) {
 	srv := testsupport.Redis(t)
-	p, viaProxy := newProxy(t, srv.URL)
+	p, viaProxy := viaFaultProxy(t, srv.URL)
 	a := newCache(t, viaProxy)
 	waitLeased(t, a)
 	d := &db{}
 	d.set("k", 1)
-	p.setBlackhole(true)
-	p.cut()
+	p.Set(testsupport.Blackhole)
 	for _, name := range []string{"partitioned", "down"} {
 		if name == "down" {
-			p.setBlackhole(false)
+			p.Reset()
+			p.Heal()
 			srv.Kill(t)
 		}
 		start := time.Now()
