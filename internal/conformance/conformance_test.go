@@ -73,8 +73,20 @@ func TestConformance(t *testing.T) {
 // app's logs.
 func testLines(out string) string {
 	var keep []string
+	appLines := 0 // lines of an app's output still to keep, after the harness's header
 	for _, line := range strings.Split(out, "\n") {
 		trimmed := strings.TrimSpace(line)
+		if appLines > 0 && !strings.Contains(line, "_test.go:") && !strings.HasPrefix(trimmed, "--- ") {
+			// The last words of an instance that failed, such as why it
+			// exited before it was ready.
+			keep = append(keep, line)
+			appLines--
+			continue
+		}
+		appLines = 0
+		if strings.Contains(line, "output (last lines) ---") {
+			appLines = 10
+		}
 		if strings.Contains(line, "_test.go:") || strings.HasPrefix(trimmed, "--- ") ||
 			strings.HasPrefix(trimmed, "FAIL") || strings.HasPrefix(trimmed, "ok ") ||
 			strings.HasPrefix(trimmed, "panic") {

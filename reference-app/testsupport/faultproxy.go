@@ -62,7 +62,9 @@ type FaultProxy struct {
 // everything; it is closed when the test ends.
 func NewFaultProxy(t testing.TB, target string) *FaultProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port from FreePort, not ":0": the kernel could hand ":0" a port
+	// that FreePort already gave a server which has not bound it yet.
+	ln, err := net.Listen("tcp", loopback(FreePort(t)))
 	if err != nil {
 		t.Fatalf("fault proxy to %s: %v", target, err)
 	}
