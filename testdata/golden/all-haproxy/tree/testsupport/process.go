@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -314,15 +315,13 @@ func FreePort(t testing.TB) int {
 }
 
 func freePort() (int, error) {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 1000 {
+		port, err := candidatePort()
 		if err != nil {
 			return 0, err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		// Never hand out the same port twice in one test binary: a port
-		// just released by a stopped server may come back from the kernel.
+		// just released by a stopped server may come back.
 		ports.mu.Lock()
 		seen := ports.given[port]
 		ports.given[port] = true
@@ -331,6 +330,35 @@ func freePort() (int, error) {
 			return port, nil
 		}
 	}
+	return 0, errors.New("no free port after 1000 tries")
+}
+
+// candidatePort is a port that could be bound just now, below the kernel's
+// ephemeral range when there is room: a port from that range (what ":0"
+// gives) can be taken, before the server that was handed it binds it, by
+// the local end of any outgoing connection, and the tests make thousands.
+func candidatePort() (int, error) {
+	lo := 0
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, _ = strconv.Atoi(f[0])
+		}
+	}
+	if lo > 20000 {
+		for range 100 {
+			port := 15000 + rand.IntN(lo-15000)
+			if l, err := net.Listen("tcp", loopback(port)); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 var ports = struct {
