@@ -161,6 +161,7 @@ var Features = []Feature{
 			"postgres/runs.go",
 			"postgres/migrations/00002_job_runs.sql",
 			"postgres/migrations/00003_leader.sql",
+			"postgres/migrations/00004_leader_pid.sql",
 			"httpapi/jobs.go",
 			"httpapi/jobs_test.go",
 			"config/worker_test.go",

@@ -205,8 +205,9 @@ func helper(t *testing.T, url string, poll time.Duration) (*exec.Cmd, *bufio.Sca
 }
 
 // TestElectorLeaderProcessKilled kills a leader process with SIGKILL (it
-// releases nothing): its lease runs out and an elector of another process
-// takes over within 3 polls.
+// releases nothing): its connection closes, the database ends its session,
+// and an elector of another process takes the lease early, within one poll,
+// not after the lease (2 polls) runs out.
 func TestElectorLeaderProcessKilled(t *testing.T) {
 	for _, poll := range []time.Duration{500 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(poll.String(), func(t *testing.T) {
@@ -234,8 +235,8 @@ func TestElectorLeaderProcessKilled(t *testing.T) {
 			}
 			t.Logf("poll %s: takeover after SIGKILL of the leader process: %v", poll, takeovers)
 			for _, took := range takeovers {
-				if took > 3*poll+200*time.Millisecond {
-					t.Errorf("takeover took %s, want at most 3 polls (+200ms)", took)
+				if took > poll+200*time.Millisecond {
+					t.Errorf("takeover took %s, want at most one poll (+200ms): the dead leader's session is gone", took)
 				}
 			}
 		})
@@ -361,4 +362,73 @@ func TestElectorStaleRenew(t *testing.T) {
 		t.Fatal("the elector still leads after its lease was taken")
 	}
 	t.Logf("stepped down %s after the lease was taken", time.Since(taken).Round(time.Millisecond))
+}
+
+// TestElectorSessionEnded ends the leader's database session while the
+// leader lives (pg_terminate_backend; a server restart or a broken
+// connection does the same). A follower may then take the lease early, so
+// the leader must learn of the end at once, reading its idle connection,
+// not at its next renew up to half a poll later: that is the only window in
+// which two electors believe they lead. Another elector leads, with a
+// greater term, within one poll.
+func TestElectorSessionEnded(t *testing.T) {
+	const poll = time.Second // renews every 500ms: learning at the next one would show
+	const learnWithin = 100 * time.Millisecond
+	url := migratedURL(t)
+	cs := make([]*candidate, 4)
+	for i := range cs {
+		cs[i] = startCandidate(t, url, s2name(i), poll)
+	}
+	leader := waitLeader(t, cs, -1, 5*time.Second)
+	// The test's own connection: no psql to start between the time taken
+	// and the session's end.
+	admin, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var learned, takeovers []time.Duration
+	for round := range 4 {
+		time.Sleep(poll/2 + rand.N(poll/2)) // end it at a random point between renews
+		holder, oldTerm := leaseRow(t, url)
+		if !strings.HasPrefix(holder, s2name(leader)+"#") {
+			t.Fatalf("round %d: lease held by %q, but elector %d reports leading", round, holder, leader)
+		}
+		var n int
+		if err := admin.QueryRow(context.Background(), "SELECT count(pg_terminate_backend(pid)) FROM leader_lease").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("round %d: terminated %d backends (%v), want 1", round, n, err)
+		}
+		ended := time.Now()
+		stopped, next := time.Duration(-1), -1
+		for deadline := time.Now().Add(poll + 2*time.Second); (stopped < 0 || next < 0) && time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+			if stopped < 0 && !cs[leader].e.IsLeader() {
+				stopped = time.Since(ended)
+			}
+			for _, i := range leaders(cs) {
+				if i != leader && next < 0 {
+					next = i
+					takeovers = append(takeovers, time.Since(ended))
+				}
+			}
+		}
+		if stopped < 0 || next < 0 {
+			t.Fatalf("round %d: within %s of the session's end: old leader stopped: %v, new leader: %d", round, poll+2*time.Second, stopped >= 0, next)
+		}
+		learned = append(learned, stopped)
+		if _, term := leaseRow(t, url); term <= oldTerm {
+			t.Fatalf("round %d: term %d after the take, want > %d", round, term, oldTerm)
+		}
+		leader = next
+	}
+	t.Logf("after the leader's session ended: it stopped leading after %v; another led after %v", learned, takeovers)
+	for _, d := range learned {
+		if d > learnWithin {
+			t.Errorf("the leader stopped leading %s after its session ended, want within %s: it did not read the end at once", d, learnWithin)
+		}
+	}
+	for _, d := range takeovers {
+		if d > poll+200*time.Millisecond {
+			t.Errorf("takeover took %s, want at most one poll (+200ms)", d)
+		}
+	}
 }
