@@ -401,6 +401,18 @@ func (a *instance) signal(sig syscall.Signal, timeout time.Duration) error {
 	}
 }
 
+// sendSignal sends sig to the instance's process without waiting for it to
+// exit (SIGSTOP, SIGCONT).
+func (a *instance) sendSignal(sig syscall.Signal) error {
+	a.mu.Lock()
+	cmd := a.cmd
+	a.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s is not running", a.name)
+	}
+	return cmd.Process.Signal(sig)
+}
+
 // stop is what docker compose stop does: SIGTERM, then wait for the drain.
 func (a *instance) stop() error { return a.signal(syscall.SIGTERM, 40*time.Second) }
 

@@ -137,18 +137,6 @@ func leaderDirect(c *cluster, names []string) string {
 	return ""
 }
 
-// sendSignal sends sig to the instance's process without waiting for it to
-// exit (SIGSTOP, SIGCONT).
-func (a *instance) sendSignal(sig syscall.Signal) error {
-	a.mu.Lock()
-	cmd := a.cmd
-	a.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("%s is not running", a.name)
-	}
-	return cmd.Process.Signal(sig)
-}
-
 func logText(a *instance) string {
 	var b strings.Builder
 	for _, l := range a.logLines() {

@@ -24,7 +24,15 @@ package clustertest
 // what the app could do on this machine, since it shares the CPUs with the
 // load generator exactly as the app does.
 //
-// BENCH_ROWS=read,lb selects rows: read, lb, write, invalidation, takeover, storm, restart.
+// BENCH_ROWS=read,lb selects rows: read, lb, write, invalidation, takeover, frozen, redisfrozen, storm, restart.
+//
+// The gray-failure rows (frozen: one instance paused; redisfrozen: Redis
+// paused, then one instance cut from Redis one way, each way) are not
+// rounds of closed loops: a few clients write for some seconds while a
+// fault is injected and healed (faultStream), and every write is kept with
+// when it was sent, so the table can say how the latency moved after the
+// fault; their reference is the same stream with no fault, measured just
+// before.
 
 import (
 	"bytes"
@@ -32,6 +40,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -104,21 +113,7 @@ func BenchmarkCluster(b *testing.B) {
 	}
 
 	if rows["write"] {
-		// Each client updates a note of its own: row locks do not queue
-		// the clients behind one another.
-		var ids []int64
-		for range benchClients() {
-			r := c.must(b, 201, "POST", "/api/notes", []byte(`{"title":"bench write","body":"0"}`), nil)
-			var n struct {
-				ID int64 `json:"id"`
-			}
-			r.decode(b, &n)
-			ids = append(ids, n.ID)
-		}
-		put := target{want: 200, req: func(client, i int) (*http.Request, error) {
-			body := fmt.Sprintf(`{"title":"bench write","body":"%d"}`, i)
-			return http.NewRequest("PUT", fmt.Sprintf("%s/api/notes/%d", instanceURL(app), ids[client%len(ids)]), strings.NewReader(body))
-		}}
+		put := putNotes(app, c.benchNotes(b, benchClients()))
 		writeS, coldS := compare(put, get(instanceURL(uncached)+readPath))
 		tab.add("write", "PUT /api/notes/{id} on one instance: database write + invalidation on every instance", writeS.String(), "cold read: "+coldS.String(), writeS.ratio(coldS))
 	}
@@ -140,6 +135,68 @@ func BenchmarkCluster(b *testing.B) {
 		tab.add("leader takeover after SIGSTOP", fmt.Sprintf("SIGSTOP of the leader (paused, its TCP sessions up) until another instance reports leader (%d pauses, %d candidates; design bound 3 x poll)", len(ds), len(all)),
 			fmt.Sprintf("p50 %s, max %s", ms(pct(ds, 0.50)), ms(slices.Max(ds))),
 			"election poll interval (LEADER_POLL_INTERVAL): "+poll.String(), fmt.Sprintf("%.2f", float64(pct(ds, 0.50))/float64(poll)))
+	}
+
+	if rows["frozen"] {
+		// Issue target: write p99 on the others back under 50 ms within 3 s
+		// of one instance freezing. A write waits for every live member's
+		// ack, or until that member's lease (750 ms) runs out: the writes
+		// under way at the pause should take about 0.8 s, the next ones
+		// should not wait for the paused instance at all.
+		frozen := all[1] // app-2 (bench-redis with one replica): a member, not the writer
+		put := putNotes(app, c.benchNotes(b, grayClients))
+		ref := faultStream(b, put, 6*time.Second, time.Second, nil, nil)
+		paused := faultStream(b, put, 6*time.Second, time.Second,
+			func() error { return frozen.sendSignal(syscall.SIGSTOP) },
+			func() error { return frozen.sendSignal(syscall.SIGCONT) })
+		// An instance that died under the fault is reported here, with its
+		// output, not rows later.
+		waitAllReady(b, all)
+		tab.add("frozen instance", fmt.Sprintf("SIGSTOP of %s at 0 s, SIGCONT at 6 s, while %d clients PUT a note each on %s; target: write p99 back under 50 ms within 3 s of the pause (lease 750 ms)", frozen.name, grayClients, app.name),
+			frozenSummary(paused, 6*time.Second), "no instance paused: "+frozenSummary(ref, 6*time.Second),
+			p99Ratio(sentIn(paused, 3*time.Second, 6*time.Second), sentIn(ref, 3*time.Second, 6*time.Second)))
+	}
+
+	if rows["redisfrozen"] {
+		// Issue target: while Redis is frozen, writes succeed fast or fail
+		// fast (503, nothing committed): none waits more than 1 s. The
+		// Redis client's timeouts are 300 ms; a write that cannot reach
+		// every member must not commit.
+		put := putNotes(app, c.benchNotes(b, grayClients))
+		ref := sentIn(faultStream(b, put, 3*time.Second, 0, nil, nil), 0, 3*time.Second)
+		refS := fmt.Sprintf("no fault, the same writes: p99 %s, max %s; %s", ms(pct(lats(ref), 0.99)), ms(slowest(ref).lat()), outcomes(ref))
+		if os.Getenv("TEST_REDIS_URL") != "" {
+			tab.add("redis frozen", "not measured: TEST_REDIS_URL is a Redis this test cannot pause", "-", refS, "-")
+		} else {
+			frozen := faultStream(b, put, 3*time.Second, 3*time.Second,
+				func() error { c.redis.Signal(b, syscall.SIGSTOP); return nil },
+				func() error { c.redis.Signal(b, syscall.SIGCONT); return nil })
+			tab.add("redis frozen", fmt.Sprintf("SIGSTOP of Redis for 3 s while %d clients PUT a note each on %s (every write under way during the pause); target: no write waits more than 1 s", grayClients, app.name),
+				gray(frozen, 3*time.Second), refS, "-")
+			waitAllReady(b, all)
+		}
+		// A one-way cut of one instance (not the writer) from Redis, each
+		// way, through its fault proxy: the other instances' writes wait
+		// for its ack or its lease, as for a frozen instance.
+		if len(c.apps) < 2 {
+			tab.add("redis one-way cut", "not measured: one instance, and it is the writer", "-", "-", "-")
+		} else {
+			cut := c.apps[1]
+			for _, f := range []struct {
+				fault testsupport.Fault
+				what  string
+			}{
+				{testsupport.DropToClient, "Redis to " + cut.name + " lost (its commands reach Redis; no reply, message or PONG comes back)"},
+				{testsupport.DropToTarget, cut.name + " to Redis lost (its commands and acks do not reach Redis; Redis's messages reach it)"},
+			} {
+				rs := faultStream(b, put, 3*time.Second, 3*time.Second,
+					func() error { cut.redisProxy.Set(f.fault); return nil },
+					func() error { cut.redisProxy.Heal(); return nil })
+				tab.add("redis one-way cut, "+f.fault.String(), fmt.Sprintf("%s, for 3 s, while %d clients PUT a note each on %s; target: no write waits more than 1 s", f.what, grayClients, app.name),
+					gray(rs, 3*time.Second), refS, "-")
+				waitAllReady(b, all)
+			}
+		}
 	}
 
 	if rows["storm"] {
@@ -165,7 +222,7 @@ func BenchmarkCluster(b *testing.B) {
 
 // benchRows is the set of rows to run: BENCH_ROWS, or all.
 func benchRows() map[string]bool {
-	all := []string{"read", "lb", "write", "invalidation", "takeover", "storm", "restart"}
+	all := []string{"read", "lb", "write", "invalidation", "takeover", "frozen", "redisfrozen", "storm", "restart"}
 	rows := map[string]bool{}
 	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -211,6 +268,32 @@ func (c *cluster) mustAt(t testing.TB, a *instance, want int, method, path strin
 		t.Fatalf("%s %s on %s: got %s, want %d", method, path, a.name, r, want)
 	}
 	return r
+}
+
+// benchNotes creates n notes for a write row, one per client: each client
+// updates a note of its own, so row locks do not queue the clients behind
+// one another.
+func (c *cluster) benchNotes(t testing.TB, n int) []int64 {
+	t.Helper()
+	var ids []int64
+	for range n {
+		r := c.must(t, 201, "POST", "/api/notes", []byte(`{"title":"bench write","body":"0"}`), nil)
+		var note struct {
+			ID int64 `json:"id"`
+		}
+		r.decode(t, &note)
+		ids = append(ids, note.ID)
+	}
+	return ids
+}
+
+// putNotes is the target of the write rows: client k updates note
+// ids[k] on a.
+func putNotes(a *instance, ids []int64) target {
+	return target{want: 200, req: func(client, i int) (*http.Request, error) {
+		body := fmt.Sprintf(`{"title":"bench write","body":"%d"}`, i)
+		return http.NewRequest("PUT", fmt.Sprintf("%s/api/notes/%d", instanceURL(a), ids[client%len(ids)]), strings.NewReader(body))
+	}}
 }
 
 // extraInstance starts one more instance of the app with the environment
@@ -348,20 +431,26 @@ func drive(tg target, d time.Duration) series {
 }
 
 func send(client *http.Client, tg target, w, i int) error {
+	status, err := roundTrip(client, tg, w, i)
+	if err == nil && status != tg.want {
+		err = fmt.Errorf("status %d, want %d", status, tg.want)
+	}
+	return err
+}
+
+// roundTrip sends the i-th request of client w and reads the whole answer.
+func roundTrip(client *http.Client, tg target, w, i int) (status int, err error) {
 	req, err := tg.req(w, i)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err == nil && resp.StatusCode != tg.want {
-		err = fmt.Errorf("status %d, want %d", resp.StatusCode, tg.want)
-	}
-	return err
+	return resp.StatusCode, err
 }
 
 // bareServer answers every request with r's status, headers and body.
@@ -582,6 +671,226 @@ func waitLeader(t testing.TB, insts []*instance, not *instance) *instance {
 	}
 	t.Fatalf("no instance reported leading within 30s")
 	return nil
+}
+
+// grayClients is the number of writers of the gray-failure rows: a few, so
+// that the latency they see is the fault's, not the queue's.
+const grayClients = 4
+
+// timedReq is one request of faultStream. Times are since the fault was
+// injected (negative: before it).
+type timedReq struct {
+	start, end time.Duration
+	status     int    // 0: no answer
+	err        string // why there was no answer
+}
+
+func (r timedReq) lat() time.Duration { return r.end - r.start }
+
+// faultStream runs grayClients closed-loop clients against tg: 1 s of
+// steady load, then inject (time zero of the result), hold, heal, and after
+// more; every request sent is returned. With inject nil it is the same
+// stream with no fault: the reference. heal runs once inject was called,
+// whatever happens next (a deferred call covers a failed benchmark), so
+// nothing stays paused or cut. The clients stop sending at the end of after
+// by themselves; a request still under way is waited for, bounded by the
+// client's 10 s timeout.
+func faultStream(t testing.TB, tg target, hold, after time.Duration, inject, heal func() error) []timedReq {
+	t.Helper()
+	const lead = time.Second
+	tr := &http.Transport{MaxIdleConns: 2 * grayClients, MaxIdleConnsPerHost: 2 * grayClients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	began := time.Now()
+	until := lead + hold + after
+	results := make([][]timedReq, grayClients)
+	var wg sync.WaitGroup
+	for w := range grayClients {
+		wg.Go(func() {
+			for i := 0; i < 1<<20; i++ {
+				t0 := time.Since(began)
+				if t0 >= until {
+					return
+				}
+				status, err := roundTrip(client, tg, w, i)
+				r := timedReq{start: t0, end: time.Since(began), status: status}
+				if err != nil {
+					r.status, r.err = 0, err.Error()
+				}
+				results[w] = append(results[w], r)
+			}
+		})
+	}
+	time.Sleep(lead)
+	zero := time.Since(began)
+	if inject != nil {
+		healOnce := sync.OnceValue(heal)
+		defer healOnce()
+		if err := inject(); err != nil {
+			t.Errorf("inject the fault: %v", err)
+		}
+		time.Sleep(hold)
+		if err := healOnce(); err != nil {
+			t.Errorf("heal the fault: %v", err)
+		}
+	} else {
+		time.Sleep(hold)
+	}
+	wg.Wait()
+	var out []timedReq
+	for _, rs := range results {
+		for _, r := range rs {
+			r.start -= zero
+			r.end -= zero
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// during is the requests of rs under way at some time in [from, to).
+func during(rs []timedReq, from, to time.Duration) []timedReq {
+	var out []timedReq
+	for _, r := range rs {
+		if r.start < to && r.end > from {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// sentIn is the requests of rs sent in [from, to).
+func sentIn(rs []timedReq, from, to time.Duration) []timedReq {
+	var out []timedReq
+	for _, r := range rs {
+		if r.start >= from && r.start < to {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func lats(rs []timedReq) []time.Duration {
+	out := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		out[i] = r.lat()
+	}
+	return out
+}
+
+// slowest is the request of rs that took longest (zero if rs is empty).
+func slowest(rs []timedReq) timedReq {
+	var w timedReq
+	for _, r := range rs {
+		if r.lat() > w.lat() {
+			w = r
+		}
+	}
+	return w
+}
+
+// slowerThan counts the requests of rs that took longer than d, and when
+// the last of them was sent.
+func slowerThan(rs []timedReq, d time.Duration) (n int, last time.Duration) {
+	for _, r := range rs {
+		if r.lat() > d {
+			n++
+			last = max(last, r.start)
+		}
+	}
+	return n, last
+}
+
+// outcomes counts rs by status, with the slowest of each, e.g. "812 x 200
+// (max 4.1 ms), 3 x 503 (max 310 ms)": errors are reported, never hidden
+// in a latency, and a fast failure is told from a slow one.
+func outcomes(rs []timedReq) string {
+	by := map[int][]timedReq{}
+	for _, r := range rs {
+		by[r.status] = append(by[r.status], r)
+	}
+	var parts []string
+	for _, status := range slices.Sorted(maps.Keys(by)) {
+		if status != 0 {
+			parts = append(parts, fmt.Sprintf("%d x %d (max %s)", len(by[status]), status, ms(slowest(by[status]).lat())))
+		}
+	}
+	if none := by[0]; len(none) > 0 {
+		parts = append(parts, fmt.Sprintf("%d without answer (max %s; %s)", len(none), ms(slowest(none).lat()), none[0].err))
+	}
+	if len(parts) == 0 {
+		return "no requests"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// at is a time of a fault stream, relative to the fault: "+0.79 s".
+func at(d time.Duration) string { return fmt.Sprintf("%+.2f s", d.Seconds()) }
+
+// p99Ratio compares the p99 latencies of two request sets.
+func p99Ratio(rs, ref []timedReq) string {
+	if len(rs) == 0 || len(ref) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(pct(lats(rs), 0.99))/float64(pct(lats(ref), 0.99)))
+}
+
+// frozenSummary sums up the frozen-instance stream (or its reference),
+// paused for hold: p50 and p99 of the writes under way in the first 3 s,
+// p99 of those sent from 3 s on, the slowest, the writes over 50 ms among
+// those answered before the resume, and the writes under way in the
+// second after it (from hold on).
+func frozenSummary(rs []timedReq, hold time.Duration) string {
+	early, late := during(rs, 0, 3*time.Second), sentIn(rs, 3*time.Second, hold)
+	var paused []timedReq // answered before the resume: only the pause can slow them
+	for _, r := range during(rs, 0, hold) {
+		if r.end < hold {
+			paused = append(paused, r)
+		}
+	}
+	worst := slowest(paused)
+	over, last := slowerThan(paused, 50*time.Millisecond)
+	after := during(rs, hold, hold+time.Second)
+	return fmt.Sprintf("0-3 s: p50 %s, p99 %s; 3-%.0f s: p99 %s; max %s (sent at %s); %d over 50 ms, the last sent at %s; %s; %.0f-%.0f s: %s",
+		ms(pct(lats(early), 0.50)), ms(pct(lats(early), 0.99)), hold.Seconds(), ms(pct(lats(late), 0.99)), ms(worst.lat()), at(worst.start),
+		over, at(last), outcomes(paused), hold.Seconds(), hold.Seconds()+1, outcomes(after))
+}
+
+// gray sums up a fault stream whose fault lasted hold: the writes under way
+// during the fault (latency, how many over 1 s, how many over 50 ms and
+// when the last of those was sent: how long the fault slowed writes down,
+// outcomes), how long after
+// the heal the first 200 was answered (to any write, also one sent during
+// the fault), and the writes sent after the heal.
+func gray(rs []timedReq, hold time.Duration) string {
+	in := during(rs, 0, hold)
+	worst := slowest(in)
+	over, _ := slowerThan(in, time.Second)
+	slow, last := slowerThan(in, 50*time.Millisecond)
+	out := fmt.Sprintf("%d writes under way during the fault: p99 %s, max %s (sent at %s), %d over 1 s, %d over 50 ms (the last sent at %s); %s",
+		len(in), ms(pct(lats(in), 0.99)), ms(worst.lat()), at(worst.start), over, slow, at(last), outcomes(in))
+	firstOK := time.Duration(-1) // since the heal
+	for _, r := range rs {
+		if r.status == 200 && r.end >= hold && (firstOK < 0 || r.end-hold < firstOK) {
+			firstOK = r.end - hold
+		}
+	}
+	healed := sentIn(rs, hold, math.MaxInt64)
+	if firstOK < 0 {
+		return out + "; after the heal: no 200 at all; writes sent after it: " + outcomes(healed)
+	}
+	return out + fmt.Sprintf("; after the heal: the first 200 %s after it; writes sent after it: %s", ms(firstOK), outcomes(healed))
+}
+
+// waitAllReady waits until every instance of insts answers /readyz with
+// 200 again after a fault was healed.
+func waitAllReady(t testing.TB, insts []*instance) {
+	t.Helper()
+	for _, a := range insts {
+		if err := a.waitReady(30 * time.Second); err != nil {
+			t.Fatalf("after the fault healed: %v\n%s", err, a.tail(40))
+		}
+	}
 }
 
 // benchStorm starts n instances at the same moment on an empty database,

@@ -239,20 +239,26 @@ func drive(tg target, d time.Duration) series {
 }
 
 func send(client *http.Client, tg target, w, i int) error {
+	status, err := roundTrip(client, tg, w, i)
+	if err == nil && status != tg.want {
+		err = fmt.Errorf("status %d, want %d", status, tg.want)
+	}
+	return err
+}
+
+// roundTrip sends the i-th request of client w and reads the whole answer.
+func roundTrip(client *http.Client, tg target, w, i int) (status int, err error) {
 	req, err := tg.req(w, i)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err == nil && resp.StatusCode != tg.want {
-		err = fmt.Errorf("status %d, want %d", resp.StatusCode, tg.want)
-	}
-	return err
+	return resp.StatusCode, err
 }
 
 // bareServer answers every request with r's status, headers and body.
