@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,6 +303,115 @@ func TestPausedMemberDelaysWritesOneLeaseAtMost(t *testing.T) {
 	}
 	if later[19] > 100*time.Millisecond {
 		t.Errorf("writes after the paused member's lease ran out took up to %v, want well under 100ms", later[19])
+	}
+}
+
+// A writer waits for each member only until that member acks or its own
+// membership ends: here one member never acks and its membership ends in
+// 200ms, while another acks at once but renews to a full Lease. The write
+// ends with the silent member's membership. (Before, it waited for the
+// latest membership end among the members not acked when the script
+// replied, the live one's here: a whole Lease.)
+func TestWaitEndsWithEachMembership(t *testing.T) {
+	srv := testsupport.Redis(t)
+	a, b := newCache(t, srv.URL), newCache(t, srv.URL)
+	waitLeased(t, a, b)
+	opt, _ := goredis.ParseURL(srv.URL)
+	raw := goredis.NewClient(opt)
+	defer raw.Close()
+	ctx := context.Background()
+	const silent = 200 * time.Millisecond
+	d := &db{}
+	var took []time.Duration
+	for range 5 {
+		if err := renew.Run(ctx, raw, []string{a.members}, "silent", silent.Milliseconds()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := write(ctx, a, d, "k", 1); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+		time.Sleep(silent) // the silent membership is over before the next round
+	}
+	t.Logf("writes with a silent member of %v and a live one of %v: %v", silent, a.opts.Lease, took)
+	for _, d := range took {
+		if d > silent+a.opts.Lease/16+150*time.Millisecond {
+			t.Errorf("a write took %v, want about the silent member's %v (+%v margin), not the live member's lease", d, silent, a.opts.Lease/16)
+		}
+	}
+}
+
+// Redis frozen (SIGSTOP) for longer than the subscriptions' deadline, under
+// steady writes from two instances: no write takes more than maxAckWait,
+// whether it fails (503 in the app) or succeeds, also across the SIGCONT;
+// and writes succeed again soon after it. This guards the bound; the
+// cluster benchmark's "redis frozen" row is where the old code showed
+// writes of up to 1.4 s across the SIGCONT.
+func TestFrozenRedisBoundsWrites(t *testing.T) {
+	srv := testsupport.Redis(t)
+	a, b := newCache(t, srv.URL), newCache(t, srv.URL)
+	waitLeased(t, a, b)
+	type result struct {
+		start, end time.Time
+		err        error
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for i, c := range []*Cache{a, b, a, b} {
+		wg.Go(func() {
+			d := &db{}
+			key := fmt.Sprintf("k%d", i)
+			for n := 0; n < 100000; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				err := write(context.Background(), c, d, key, n)
+				mu.Lock()
+				results = append(results, result{start, time.Now(), err})
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	srv.Signal(t, syscall.SIGSTOP)
+	frozen := time.Now()
+	time.Sleep(2 * time.Second) // beyond 2 x Lease: every subscription is taken for dead
+	srv.Signal(t, syscall.SIGCONT)
+	resumed := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	var slowest time.Duration
+	failed, firstOK := 0, time.Duration(-1)
+	for _, r := range results {
+		took := r.end.Sub(r.start)
+		slowest = max(slowest, took)
+		if r.err != nil {
+			failed++
+		}
+		if r.err == nil && r.start.After(resumed) && (firstOK < 0 || r.end.Sub(resumed) < firstOK) {
+			firstOK = r.end.Sub(resumed)
+		}
+		if took > maxAckWait+50*time.Millisecond {
+			t.Errorf("a write sent %v after the freeze took %v (err %v), want at most %v", r.start.Sub(frozen).Round(time.Millisecond), took, r.err, maxAckWait)
+		}
+	}
+	t.Logf("%d writes, %d failed; slowest %v; first success %v after the SIGCONT", len(results), failed, slowest, firstOK)
+	if failed == 0 {
+		t.Error("no write failed while Redis was frozen")
+	}
+	if firstOK < 0 || firstOK > 500*time.Millisecond {
+		t.Errorf("first successful write %v after the SIGCONT, want within 500ms", firstOK)
 	}
 }
 

@@ -75,7 +75,12 @@
 // Connection lost or silent: a subscription that delivers nothing (not
 // even the PONGs, sent every PingInterval) for 2 x Lease is closed and
 // re-established; while not subscribed there is no lease, the local tier is
-// cleared and bypassed, and single-flight sharing is off.
+// cleared and bypassed, and single-flight sharing is off. An instance renews
+// its membership only while subscribed, and after its lease ran out (a
+// pause) only once it starts over: writers do not wait for an instance
+// that cannot hear them. A writer waits for each member until that member
+// acks or its membership ends, and for the whole invalidation at most
+// maxAckWait (1 s): then it rolls back.
 //
 // Known limits: the fence assumes PostgreSQL makes a COMMIT visible within
 // WriteWindow minus 2 s of receiving it; a slower disk can break it. Redis
@@ -93,6 +98,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,9 +163,10 @@ type Cache struct {
 
 var _ cache.Cache = (*Cache)(nil)
 
-// maxAckWait bounds how long a write waits for acks before it gives up and
-// rolls back. It is above Lease+margin, so an instance that is paused or
-// cut off delays writes (for at most one Lease) but does not fail them.
+// maxAckWait bounds an invalidation, from its script to the last ack,
+// before the write gives up and rolls back. It is above Lease+margin, so an
+// instance that is paused or cut off delays writes (for at most one Lease)
+// but does not fail them, while Redis itself answers in time.
 const maxAckWait = time.Second
 
 // New connects lazily: it does not fail when Redis is down, the cache
@@ -434,6 +442,10 @@ return 1`)
 
 // Invalidate implements cache.Cache; see the package doc for the protocol.
 func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed bool), err error) {
+	// The whole invalidation, the script included, takes at most
+	// maxAckWait: a frozen Redis fails a write in time, it does not hold it.
+	ctx, cancel := context.WithTimeout(ctx, maxAckWait)
+	defer cancel()
 	c.local.Begin(key) // this instance at once; no local store until done
 	id := strconv.FormatUint(c.seq.Add(1), 10)
 	w := &waiter{done: make(chan struct{})}
@@ -465,7 +477,7 @@ func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed
 	c.mu.Lock()
 	w.pending = make(map[string]time.Time)
 	for m, expiry := range until {
-		if m != c.token && expiry > now {
+		if m != c.token && expiry > now && !w.acked[m] {
 			// Wait at most until its membership ends by Redis's clock,
 			// measured here as a duration from when the reply came back
 			// (later than Redis's now: waiting longer is safe), plus the
@@ -473,42 +485,41 @@ func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed
 			w.pending[m] = sent.Add(time.Duration(expiry-now)*time.Millisecond + c.opts.Lease/16)
 		}
 	}
-	for m := range w.acked {
-		delete(w.pending, m)
-	}
-	w.check()
 	c.mu.Unlock()
 
-	last := sent
-	for _, t := range w.pending {
-		if t.After(last) {
-			last = t
+	// Wait until each member acked or its membership ended, whichever
+	// comes first for that member.
+	waitedOut := false
+	for {
+		c.mu.Lock()
+		t := time.Now()
+		var next time.Time // the earliest membership end still awaited
+		for m, end := range w.pending {
+			if !t.Before(end) {
+				delete(w.pending, m) // its lease has run out: it reads past its local tier
+				waitedOut = true
+			} else if next.IsZero() || end.Before(next) {
+				next = end
+			}
 		}
-	}
-	timer := time.NewTimer(min(time.Until(last), maxAckWait))
-	defer timer.Stop()
-	select {
-	case <-w.done:
-		return release, nil
-	case <-ctx.Done():
-		release(false)
-		return nil, c.fail(key, ctx.Err())
-	case <-timer.C:
-	}
-	c.mu.Lock()
-	var late []string
-	waited := len(w.pending) > 0
-	for m, t := range w.pending {
-		if time.Now().Before(t) {
-			late = append(late, m)
+		w.check()
+		late := slices.Sorted(maps.Keys(w.pending))
+		c.mu.Unlock()
+		if next.IsZero() {
+			break
 		}
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-w.done:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			release(false)
+			return nil, c.fail(key, fmt.Errorf("instances %v neither acked nor left in time: %w", late, ctx.Err()))
+		}
+		timer.Stop()
 	}
-	c.mu.Unlock()
-	if len(late) > 0 {
-		release(false)
-		return nil, c.fail(key, fmt.Errorf("instances %v neither acked nor left within %v", late, maxAckWait))
-	}
-	if waited {
+	if waitedOut {
 		// Not acked, but their leases have run out: correct, and worth knowing.
 		c.warn("invalidation not acked by every instance, waited out their leases", errors.New(key))
 	}
@@ -701,6 +712,22 @@ func (c *Cache) ping() {
 		case <-c.closing:
 			return
 		case <-t.C:
+		}
+		if c.lostAt.Load() >= 0 {
+			// Not subscribed: there is no lease to cover, and writers must
+			// not wait for an instance that cannot hear them.
+			continue
+		}
+		if l := c.lease.Load(); l != 0 && !c.leased() {
+			// The lease ran out while subscribed: this instance was paused,
+			// or heard nothing for a Lease. Its subscription may be about
+			// to fail (receive's deadline); give receive a tick to notice
+			// before becoming a member again, then start over like a new
+			// subscriber.
+			if c.lease.CompareAndSwap(l, 0) {
+				c.local.Clear()
+			}
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.PingInterval)
 		sent := c.sinceBase()
