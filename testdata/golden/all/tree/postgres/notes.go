@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +30,11 @@ type NoteStore struct {
 // and stay below the cache's WriteWindow (5 s) minus the time a COMMIT
 // takes to become visible.
 const writeIdleTimeout = 2 * time.Second
+
+// beginFenced starts a write transaction with the fence, in one round trip
+// (one simple query; SET LOCAL lasts until the transaction ends).
+var beginFenced = fmt.Sprintf("BEGIN; SET LOCAL idle_in_transaction_session_timeout = %d",
+	writeIdleTimeout.Milliseconds())
 
 var _ notes.Store = (*NoteStore)(nil)
 
@@ -119,17 +123,15 @@ func (s *NoteStore) Delete(ctx context.Context, id int64) error {
 // transaction. A create goes through it too, so that the cache learns of
 // the new note (and caches it from its first read).
 func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error)) error {
-	tx, err := s.pool.Begin(ctx)
+	var opts pgx.TxOptions
+	if s.BeforeCommit != nil {
+		opts.BeginQuery = beginFenced
+	}
+	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if s.BeforeCommit != nil {
-		if _, err := tx.Exec(ctx, "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
-			strconv.FormatInt(writeIdleTimeout.Milliseconds(), 10)); err != nil {
-			return err
-		}
-	}
 	id, err := change(tx)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notes.ErrNotFound

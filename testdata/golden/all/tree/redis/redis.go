@@ -80,7 +80,7 @@
 // pause) only once it starts over: writers do not wait for an instance
 // that cannot hear them. A writer waits for each member until that member
 // acks or its membership ends, and for the whole invalidation at most
-// maxAckWait (1 s): then it rolls back.
+// maxAckWait: then it rolls back.
 //
 // Known limits: the fence assumes PostgreSQL makes a COMMIT visible within
 // WriteWindow minus 2 s of receiving it; a slower disk can break it. Redis
@@ -163,11 +163,17 @@ type Cache struct {
 
 var _ cache.Cache = (*Cache)(nil)
 
-// maxAckWait bounds an invalidation, from its script to the last ack,
-// before the write gives up and rolls back. It is above Lease+margin, so an
-// instance that is paused or cut off delays writes (for at most one Lease)
-// but does not fail them, while Redis itself answers in time.
-const maxAckWait = time.Second
+// A write spends at most 1 s in the cache: maxAckWait for its
+// invalidation, from the script to the last ack, before it gives up and
+// rolls back, and endWait for removing its writer entry after COMMIT (which,
+// when Redis does not answer in time, expires by itself). maxAckWait is
+// above Lease plus its margin, so an instance that is paused or cut off
+// delays writes (for at most one Lease) but does not fail them, while Redis
+// itself answers in time.
+const (
+	maxAckWait = 900 * time.Millisecond
+	endWait    = 100 * time.Millisecond
+)
 
 // New connects lazily: it does not fail when Redis is down, the cache
 // serves from the database until Redis answers.
@@ -216,6 +222,9 @@ func New(opts Options) (*Cache, error) {
 	opts.LocalTTL = min(opts.LocalTTL, opts.TTL)
 	if opts.Lease <= 0 {
 		opts.Lease = 750 * time.Millisecond
+	}
+	if opts.Lease+opts.Lease/16 >= maxAckWait {
+		return nil, fmt.Errorf("redis: Lease %v is too long: writers wait at most %v for an instance; use at most %v", opts.Lease, maxAckWait, 800*time.Millisecond)
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = opts.Lease / 5
@@ -485,7 +494,14 @@ func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed
 			w.pending[m] = sent.Add(time.Duration(expiry-now)*time.Millisecond + c.opts.Lease/16)
 		}
 	}
+	deaf := len(w.pending) > 0 && c.lostAt.Load() >= 0
 	c.mu.Unlock()
+	if deaf {
+		// Acks come on this instance's subscription, which is down: it
+		// would only wait out every membership. Fail fast instead.
+		release(false)
+		return nil, c.fail(key, errors.New("not subscribed, so no ack can arrive"))
+	}
 
 	// Wait until each member acked or its membership ended, whichever
 	// comes first for that member.
@@ -535,7 +551,7 @@ func (c *Cache) end(key, id string, committed bool) {
 	if !committed {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), endWait)
 	defer cancel()
 	if err := end.Run(ctx, c.rdb, []string{c.metaKey(key)}, c.token+"."+id).Err(); err != nil {
 		// Harmless: the key is cached again after WriteWindow.
@@ -619,7 +635,7 @@ func (c *Cache) receive() {
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, time.Second)
+			backoff = min(2*backoff, 250*time.Millisecond)
 			continue
 		}
 		backoff = 50 * time.Millisecond

@@ -343,9 +343,9 @@ func TestWaitEndsWithEachMembership(t *testing.T) {
 }
 
 // Redis frozen (SIGSTOP) for longer than the subscriptions' deadline, under
-// steady writes from two instances: no write takes more than maxAckWait,
+// steady writes from two instances: no write takes more than a second,
 // whether it fails (503 in the app) or succeeds, also across the SIGCONT;
-// and writes succeed again soon after it. This guards the bound; the
+// and writes succeed again within a second of it. This guards the bound; the
 // cluster benchmark's "redis frozen" row is where the old code showed
 // writes of up to 1.4 s across the SIGCONT.
 func TestFrozenRedisBoundsWrites(t *testing.T) {
@@ -402,16 +402,19 @@ func TestFrozenRedisBoundsWrites(t *testing.T) {
 		if r.err == nil && r.start.After(resumed) && (firstOK < 0 || r.end.Sub(resumed) < firstOK) {
 			firstOK = r.end.Sub(resumed)
 		}
-		if took > maxAckWait+50*time.Millisecond {
-			t.Errorf("a write sent %v after the freeze took %v (err %v), want at most %v", r.start.Sub(frozen).Round(time.Millisecond), took, r.err, maxAckWait)
+		if took > maxAckWait+endWait+50*time.Millisecond {
+			t.Errorf("a write sent %v after the freeze took %v (err %v), want at most %v", r.start.Sub(frozen).Round(time.Millisecond), took, r.err, maxAckWait+endWait)
 		}
 	}
 	t.Logf("%d writes, %d failed; slowest %v; first success %v after the SIGCONT", len(results), failed, slowest, firstOK)
 	if failed == 0 {
 		t.Error("no write failed while Redis was frozen")
 	}
-	if firstOK < 0 || firstOK > 500*time.Millisecond {
-		t.Errorf("first successful write %v after the SIGCONT, want within 500ms", firstOK)
+	// Commands the instances sent while Redis was frozen run when it
+	// resumes, membership renewals among them: the first writes after the
+	// SIGCONT may wait out one membership (a Lease) before they succeed.
+	if firstOK < 0 || firstOK > maxAckWait+endWait {
+		t.Errorf("first successful write %v after the SIGCONT, want within %v", firstOK, maxAckWait+endWait)
 	}
 }
 
