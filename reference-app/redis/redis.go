@@ -210,6 +210,10 @@ func New(opts Options) (*Cache, error) {
 	if ro.DialerRetries == 0 {
 		ro.DialerRetries = 1
 	}
+	// Without this, go-redis bounds a read by ReadTimeout only, whatever
+	// the context says: the write budget below (maxAckWait, endWait) must
+	// reach the socket.
+	ro.ContextTimeoutEnabled = true
 	if opts.Prefix == "" {
 		opts.Prefix = "cache"
 	}
