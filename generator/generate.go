@@ -44,6 +44,11 @@ type Data struct {
 	// it uses while migrating, plus 10 for people and tools; at least
 	// PostgreSQL's default of 100.
 	PGMaxConnections int
+	// StopGracePeriod is the compose file's stop_grace_period, which the
+	// README states too: longer than SHUTDOWN_DRAIN_DELAY (5s) plus
+	// SHUTDOWN_TIMEOUT (20s) for the HTTP drain, plus SHUTDOWN_TIMEOUT
+	// again for the worker's jobs, which stop after it.
+	StopGracePeriod string
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -66,6 +71,7 @@ func newData(a Answers, lock Lock) Data {
 		Compose:          a.Has("compose"),
 		Instances:        instances(a.Replicas),
 		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
+		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:          lock.Require,
 	}

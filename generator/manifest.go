@@ -67,6 +67,8 @@ var Base = Feature{
 		"httpapi/json.go",
 		"httpapi/middleware.go",
 		"httpapi/ready.go",
+		"httpapi/ready_test.go",
+		"httpapi/middleware_test.go",
 		"httpapi/server.go",
 	},
 	With: map[string][]string{

@@ -3,6 +3,7 @@ package generator
 import (
 	"bytes"
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -40,5 +41,41 @@ func TestReadmeNamesWhatExists(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A value the README states of the compose file ("`stop_grace_period`
+// (50s)", "`CLUSTER_MODE` (`true` in `docker-compose.yml`)") is the one the
+// compose file has, for every project: both come from the same template
+// data, and this catches a README that writes its own number.
+func TestReadmeNumbersMatchCompose(t *testing.T) {
+	stated := regexp.MustCompile("`([A-Za-z_]+)` \\(`?([0-9A-Za-z.]+)`?(?: in `docker-compose.yml`)?\\)")
+	checked := 0
+	for _, combo := range Combinations() {
+		if !slices.Contains(combo, "compose") {
+			continue
+		}
+		for _, lb := range LBs {
+			a := Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo, LB: lb, Replicas: 3, Port: 8080}
+			files, err := Generate(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compose := string(files["docker-compose.yml"])
+			for _, m := range stated.FindAllStringSubmatch(string(files["README.md"]), -1) {
+				key, value := m[1], m[2]
+				line := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `:\s*"?([^"\s#]+)"?`).FindStringSubmatch(compose)
+				if line == nil {
+					continue // not a compose setting (a PostgreSQL one, say)
+				}
+				checked++
+				if line[1] != value {
+					t.Errorf("%v %s: README.md says %s is %s, docker-compose.yml has %s", combo, lb, key, value, line[1])
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no README value of a compose setting was found to check")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -103,14 +104,18 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// validRequestID accepts ids a client or load balancer sent when they are
-// short printable ASCII, so a hostile header cannot forge log lines.
+// validRequestID accepts an id a client or load balancer sent when it is 1
+// to 128 characters of a safe set: letters, digits and ._~:/+=@- (the set
+// the nginx config keeps too). Anything else - quotes, angle brackets,
+// spaces, control characters - is replaced by a new id, so a hostile header
+// can neither forge log lines nor be echoed into a page or a JSON body.
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] > '~' {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("._~:/+=@-", c) >= 0) {
 			return false
 		}
 	}

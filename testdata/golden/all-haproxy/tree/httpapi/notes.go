@@ -151,9 +151,10 @@ func readNoteInput(w http.ResponseWriter, r *http.Request) (notes.Input, bool) {
 }
 
 // noteID parses the {id} of the path, answering 400 when it is not a
-// positive whole number.
+// positive whole number written plainly (not "+5" or "05": one note, one
+// URL).
 func noteID(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	id, err := parseWhole(r.PathValue("id"))
 	if err != nil || id <= 0 {
 		writeError(w, r, http.StatusBadRequest, "bad_request",
 			fmt.Sprintf("note id %q: want a positive whole number", r.PathValue("id")))
@@ -168,11 +169,21 @@ func queryInt(r *http.Request, name string, def, min, max int64) (int64, error) 
 	if v == "" {
 		return def, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	n, err := parseWhole(v)
 	if err != nil || n < min || n > max {
 		return 0, fmt.Errorf("query parameter %s=%q: want a whole number from %d to %d", name, v, min, max)
 	}
 	return n, nil
+}
+
+// parseWhole parses a whole number in its one plain form: digits, a minus
+// sign for a negative one, no sign or leading zero otherwise.
+func parseWhole(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err == nil && strconv.FormatInt(n, 10) != s {
+		return 0, fmt.Errorf("%q is not a plain whole number", s)
+	}
+	return n, err
 }
 
 // noteError answers a store error: 404 for a missing note, 400 for input

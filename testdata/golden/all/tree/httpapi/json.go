@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"unicode/utf8"
 )
 
 // errorBody is the one shape of every error response:
@@ -34,10 +37,23 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, messag
 	writeJSON(w, status, body)
 }
 
-// readJSON decodes a request body into v, refusing unknown fields and
-// trailing data. The error it returns is fit to show the client.
+// readJSON decodes a request body into v, refusing unknown fields, trailing
+// data and text that is not UTF-8 (encoding/json would silently replace it
+// with U+FFFD, and store a title the client never sent). The error it
+// returns is fit to show the client.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	raw, err := io.ReadAll(r.Body) // bounded by the body limit
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return fmt.Errorf("reading the body: %v", err)
+	}
+	if !utf8.Valid(raw) {
+		return errors.New("malformed JSON body: not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"example.com/acme/shop/cache"
@@ -43,6 +44,8 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	draining atomic.Bool
+
+	checkFailing sync.Map // check name -> bool: failing at the last /readyz
 }
 
 // New returns a server with every route registered.

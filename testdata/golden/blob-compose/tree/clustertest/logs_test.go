@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -35,6 +36,15 @@ func TestLogs(t *testing.T) {
 		t.Errorf("a request without X-Request-ID got no X-Request-ID back")
 	} else {
 		servedBy[lbID] = r.instance
+	}
+
+	// An id outside the safe set (quotes, angle brackets) is replaced on
+	// the way, by the load balancer or the app, never echoed as it is.
+	for _, bad := range []string{`x"<script>"`, "a b", "semi;colon"} {
+		r := c.must(t, 200, "GET", "/api/instance", nil, map[string]string{"X-Request-ID": bad})
+		if got := r.header.Get("X-Request-ID"); got == bad || got == "" || strings.ContainsAny(got, "\"<> ;") {
+			t.Errorf("sent X-Request-ID %q through the load balancer, the response has %q: want a new, safe id", bad, got)
+		}
 	}
 
 	// Stop every instance the way docker compose stop does, so that the

@@ -17,11 +17,13 @@ type Check struct {
 	Check    func(ctx context.Context) error
 }
 
+// checkResult is what /readyz says of a check: its name and state, never
+// the error, which can name hosts and users and /readyz is on the public
+// port. The error goes to the log when the check starts failing.
 type checkResult struct {
 	Name     string `json:"name"`
 	OK       bool   `json:"ok"`
 	Critical bool   `json:"critical"`
-	Error    string `json:"error,omitempty"`
 }
 
 type readiness struct {
@@ -54,11 +56,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
-			res.Checks[i] = checkResult{Name: c.Name, OK: true, Critical: c.Critical}
-			if err := c.Check(ctx); err != nil {
-				res.Checks[i].OK = false
-				res.Checks[i].Error = err.Error()
-			}
+			err := c.Check(ctx)
+			res.Checks[i] = checkResult{Name: c.Name, OK: err == nil, Critical: c.Critical}
+			s.logCheck(c, err)
 		}()
 	}
 	wg.Wait()
@@ -79,4 +79,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		res.Status, status = "draining", http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, res)
+}
+
+// logCheck logs a check when its state changes: the error once when it
+// starts failing (not on every probe of the load balancer), and when it
+// passes again.
+func (s *Server) logCheck(c Check, err error) {
+	failing := err != nil
+	if was, _ := s.checkFailing.Swap(c.Name, failing); was == failing || (was == nil && !failing) {
+		return
+	}
+	if failing {
+		s.log.Warn("readiness: check failing", "check", c.Name, "critical", c.Critical, "error", err)
+	} else {
+		s.log.Info("readiness: check passes again", "check", c.Name)
+	}
 }

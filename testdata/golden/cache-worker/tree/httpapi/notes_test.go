@@ -247,6 +247,14 @@ func TestNotesBadRequests(t *testing.T) {
 		{"GET", "/api/notes?after=-1", "", 400, "bad_request", "after"},
 		{"GET", "/api/notes?after=x", "", 400, "bad_request", "after"},
 		{"PATCH", "/api/notes/1", `{}`, 405, "method_not_allowed", "PATCH"},
+		// One note, one URL: no sign, no leading zero.
+		{"GET", "/api/notes/+1", "", 400, "bad_request", "positive"},
+		{"GET", "/api/notes/01", "", 400, "bad_request", "positive"},
+		{"GET", "/api/notes?after=00", "", 400, "bad_request", "after"},
+		{"GET", "/api/notes?limit=%2B5", "", 400, "bad_request", "limit"},
+		// Not UTF-8: encoding/json would store U+FFFD in its place.
+		{"POST", "/api/notes", "{\"title\":\"caf\xe9\"}", 400, "bad_request", "UTF-8"},
+		{"PUT", "/api/notes/1", "{\"title\":\"a\",\"body\":\"\xff\xfe\"}", 400, "bad_request", "UTF-8"},
 	} {
 		t.Run(tc.method+" "+tc.path[:min(len(tc.path), 40)], func(t *testing.T) {
 			e.t = t
