@@ -13,10 +13,14 @@ import (
 	"unicode/utf8"
 )
 
-// MaxKeyBytes is the longest key accepted. S3 allows 1024 bytes; a local
-// file system limits whole paths to 4096 bytes and single names to 255, so
-// half of S3's limit keeps both implementations equal.
-const MaxKeyBytes = 512
+// MaxKeyBytes is the longest key accepted, and MaxElementBytes the longest
+// element between slashes. S3 allows 1024 bytes; a local file system limits
+// whole paths to 4096 bytes and single names to 255, so these keep both
+// implementations equal: a key one accepts, the other accepts too.
+const (
+	MaxKeyBytes     = 512
+	MaxElementBytes = 255
+)
 
 var (
 	// ErrNotFound is returned by Get and Delete for a key that has no object.
@@ -56,8 +60,8 @@ type Store interface {
 }
 
 // ValidKey accepts keys that are safe as S3 object names and as relative
-// file paths: slash-separated, non-empty elements, no "." or ".." element,
-// at most MaxKeyBytes bytes of valid UTF-8 without control characters or
+// file paths: slash-separated, non-empty elements of at most
+// MaxElementBytes bytes, no "." or ".." element, at most MaxKeyBytes bytes of valid UTF-8 without control characters or
 // backslashes (which some systems treat as separators).
 func ValidKey(key string) error {
 	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidKey, truncate(key), why) }
@@ -87,6 +91,9 @@ func ValidKey(key string) error {
 			return bad("contains an empty path element (//)")
 		case ".", "..":
 			return bad("contains a . or .. path element")
+		}
+		if len(elem) > MaxElementBytes {
+			return bad(fmt.Sprintf("has a path element longer than %d bytes", MaxElementBytes))
 		}
 	}
 	return nil
