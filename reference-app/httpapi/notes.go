@@ -197,10 +197,19 @@ func noteError(w http.ResponseWriter, r *http.Request, op string, id int64, err 
 	case errors.As(err, &invalid):
 		writeError(w, r, http.StatusBadRequest, "bad_request", invalid.Error())
 	case errors.Is(err, notes.ErrUnavailable):
-		// Rolled back: nothing was written, so retrying is safe.
-		logger(r.Context()).Warn("note write rolled back", "op", op, "note_id", id, "err", err)
+		// Nothing was written, so retrying is safe.
+		logger(r.Context()).Warn("notes unavailable", "op", op, "note_id", id, "err", err)
 		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the note was not written; retry")
+		msg := "notes are unavailable right now; retry"
+		if op != "get" && op != "list" {
+			msg = "the note was not written; retry"
+		}
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", msg)
+	case errors.Is(err, notes.ErrUnknownOutcome):
+		logger(r.Context()).Error("note write interrupted during its commit", "op", op, "note_id", id, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable",
+			"the database went away during the commit: the note may have been written; read it before retrying")
 	default:
 		logger(r.Context()).Error("notes store failed", "op", op, "note_id", id, "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "internal error")

@@ -328,6 +328,41 @@ func TestNotesList(t *testing.T) {
 	}
 }
 
+// A database that is down is 503 with Retry-After on every route, not 500;
+// a write cut off during its COMMIT says that it may have been written.
+func TestNotesStoreUnavailable(t *testing.T) {
+	e := newNotesEnv(t)
+	routes := []struct{ method, path, body string }{
+		{"POST", "/api/notes", `{"title":"a"}`},
+		{"GET", "/api/notes", ""},
+		{"GET", "/api/notes/1", ""},
+		{"PUT", "/api/notes/1", `{"title":"a"}`},
+		{"DELETE", "/api/notes/1", ""},
+	}
+	for _, tc := range []struct {
+		err     error
+		mention string
+	}{
+		{fmt.Errorf("%w: dial tcp 10.0.0.5:5432: connect: connection refused", notes.ErrUnavailable), "retry"},
+		{fmt.Errorf("%w: unexpected EOF", notes.ErrUnknownOutcome), "may have been written"},
+	} {
+		e.store.fail = tc.err
+		for _, r := range routes {
+			if errors.Is(tc.err, notes.ErrUnknownOutcome) && r.method == "GET" {
+				continue // only a write has a commit
+			}
+			resp, body := e.do(r.method, r.path, r.body)
+			e.want(resp, body, http.StatusServiceUnavailable, "unavailable")
+			if resp.Header.Get("Retry-After") == "" {
+				t.Errorf("%s %s: 503 without Retry-After", r.method, r.path)
+			}
+			if !strings.Contains(body, tc.mention) || strings.Contains(body, "10.0.0.5") {
+				t.Errorf("%s %s: body %s, want it to say %q and not the cause", r.method, r.path, body, tc.mention)
+			}
+		}
+	}
+}
+
 // A store failure is a 500 whose body says nothing of the cause; the cause
 // is logged with the request id.
 func TestNotesStoreFailureIsHidden(t *testing.T) {

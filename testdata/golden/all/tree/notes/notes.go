@@ -24,10 +24,14 @@ type Note struct {
 // ErrNotFound is returned by a Store when no note has the id.
 var ErrNotFound = errors.New("note not found")
 
-// ErrUnavailable is returned by a Store when a write was rolled back because
-// something it needs besides the database (the cache's invalidation) did not
-// answer: nothing was written, and the client may retry.
-var ErrUnavailable = errors.New("note not written: a service it needs is unavailable")
+// ErrUnavailable is returned by a Store when a service it needs (the
+// database, the cache's invalidation) cannot be reached or cannot serve
+// now. Nothing was written, and the client may retry.
+var ErrUnavailable = errors.New("notes unavailable: a service they need does not answer")
+
+// ErrUnknownOutcome is returned by a Store when the database went away
+// during a write's COMMIT: the write may or may not have taken effect.
+var ErrUnknownOutcome = errors.New("note write interrupted during its commit: it may or may not have been written")
 
 // BeforeCommit is called by a Store inside every update and delete of a
 // note, after the change and before COMMIT; done is called after the

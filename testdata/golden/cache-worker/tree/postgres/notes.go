@@ -77,9 +77,18 @@ func (s *NoteStore) Get(ctx context.Context, id int64) (notes.Note, error) {
 		return notes.Note{}, notes.ErrNotFound
 	}
 	if err != nil {
-		return notes.Note{}, fmt.Errorf("get note %d: %w", id, err)
+		return notes.Note{}, fmt.Errorf("get note %d: %w", id, classify(err))
 	}
 	return n, nil
+}
+
+// classify marks an error that says the database is unavailable with
+// notes.ErrUnavailable, so the client gets 503 and may retry.
+func classify(err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("%w: %w", notes.ErrUnavailable, err)
+	}
+	return err
 }
 
 // Update replaces the title and body of a note, or returns
@@ -129,7 +138,7 @@ func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error
 	}
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
-		return err
+		return classify(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	id, err := change(tx)
@@ -137,20 +146,22 @@ func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error
 		return notes.ErrNotFound
 	}
 	if err != nil {
-		return err
+		return classify(err)
 	}
-	if s.BeforeCommit == nil {
-		return tx.Commit(ctx)
-	}
-	done, err := s.BeforeCommit(ctx, id)
-	if err != nil {
-		return err
+	done := func(bool) {}
+	if s.BeforeCommit != nil {
+		if done, err = s.BeforeCommit(ctx, id); err != nil {
+			return err
+		}
 	}
 	err = tx.Commit(ctx)
 	// A COMMIT that returned an error may still have taken effect:
 	// done(false) keeps the note out of the cache until the fence is
 	// over, instead of at once.
 	done(err == nil)
+	if err != nil && unavailable(err) {
+		return fmt.Errorf("%w: %w", notes.ErrUnknownOutcome, err)
+	}
 	return err
 }
 
@@ -163,13 +174,13 @@ func (s *NoteStore) List(ctx context.Context, after int64, limit int) ([]notes.N
 	rows, err := s.pool.Query(ctx,
 		`SELECT `+noteColumns+` FROM notes WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list notes: %w", err)
+		return nil, fmt.Errorf("list notes: %w", classify(err))
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (notes.Note, error) {
 		return scanNote(row)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list notes: %w", err)
+		return nil, fmt.Errorf("list notes: %w", classify(err))
 	}
 	return list, nil
 }

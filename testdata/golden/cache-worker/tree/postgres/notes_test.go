@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/url"
 	"testing"
 	"time"
 
@@ -213,5 +214,55 @@ func TestNoteStoreStalledWriteIsRolledBack(t *testing.T) {
 	}
 	if len(committed) != 1 || committed[0] {
 		t.Fatalf("done got %v, want [false]", committed)
+	}
+}
+
+// The database going away is not an internal error: every operation of the
+// store says notes.ErrUnavailable (the API answers 503 with Retry-After),
+// whether its connections were reset under it or the server refuses new
+// ones. Before, these came back as plain errors and the API answered 500.
+func TestNoteStoreDatabaseDown(t *testing.T) {
+	ctx := context.Background()
+	direct := testsupport.Postgres(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testsupport.NewFaultProxy(t, u.Host)
+	u.Host = p.Addr
+	db, err := Open(ctx, u.String(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	s := NewNoteStore(db)
+	n, err := s.Create(ctx, notes.Input{Title: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []struct {
+		name string
+		do   func() error
+	}{
+		{"create", func() error { _, err := s.Create(ctx, notes.Input{Title: "x"}); return err }},
+		{"get", func() error { _, err := s.Get(ctx, n.ID); return err }},
+		{"list", func() error { _, err := s.List(ctx, 0, 10); return err }},
+		{"update", func() error { _, err := s.Update(ctx, n.ID, notes.Input{Title: "y"}); return err }},
+		{"delete", func() error { return s.Delete(ctx, n.ID) }},
+	}
+	p.Reset() // the pooled connections die under the store
+	for _, op := range ops {
+		if err := op.do(); err != nil && !errors.Is(err, notes.ErrUnavailable) {
+			t.Errorf("%s after a reset: %v, want nil or notes.ErrUnavailable", op.name, err)
+		}
+	}
+	p.Close() // and the server refuses new ones
+	for _, op := range ops {
+		if err := op.do(); !errors.Is(err, notes.ErrUnavailable) {
+			t.Errorf("%s with the database refusing connections: %v, want notes.ErrUnavailable", op.name, err)
+		}
 	}
 }

@@ -5,9 +5,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -63,3 +68,22 @@ func (db *DB) Close() { db.pool.Close() }
 
 // Pool gives other packages of the service (the worker) the shared pool.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// unavailable reports whether err says that the database cannot be reached
+// or cannot serve right now - a refused, reset or closed connection, a
+// server shutting down, starting up or out of connections - rather than
+// that a statement failed. Such errors are temporary: the HTTP layer
+// answers 503 with Retry-After instead of 500.
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || // connection exception
+			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || // shutdown, crash, starting up
+			pgErr.Code == "53300" // too many connections
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err) // never sent: a connection found closed
+}
