@@ -75,15 +75,18 @@ func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 // that a statement failed. Such errors are temporary: the HTTP layer
 // answers 503 with Retry-After instead of 500.
 func unavailable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true // whatever the server said: no session, no statement
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return strings.HasPrefix(pgErr.Code, "08") || // connection exception
 			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || // shutdown, crash, starting up
 			pgErr.Code == "53300" // too many connections
 	}
-	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+	return errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		pgconn.SafeToRetry(err) // never sent: a connection found closed
 }

@@ -187,6 +187,12 @@ func listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, sr
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {
+		// Requests still running after SHUTDOWN_TIMEOUT: close their
+		// connections, which cancels their contexts, so that closing the
+		// database pool (deferred above) does not wait for them forever.
+		log.Warn("requests still running after SHUTDOWN_TIMEOUT; closing their connections")
+		_ = hs.Close()
+		<-served
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"example.com/acme/notes/testsupport"
 )
 
@@ -133,8 +135,8 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 	if resp.StatusCode != 503 || !strings.Contains(body, `"failing":["postgres"]`) {
 		t.Fatalf("/readyz with the database down = %d %s, want 503 naming postgres", resp.StatusCode, body)
 	}
-	if resp, body = call(t, "GET", in.URL+"/api/notes/1", ""); resp.StatusCode != 500 || strings.Contains(body, "SQLSTATE") {
-		t.Fatalf("GET note with the database down = %d %s, want a 500 that hides the cause", resp.StatusCode, body)
+	if resp, body = call(t, "GET", in.URL+"/api/notes/1", ""); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || strings.Contains(body, "SQLSTATE") {
+		t.Fatalf("GET note with the database down = %d %s, want a 503 with Retry-After that hides the cause", resp.StatusCode, body)
 	}
 
 	allow(true)
@@ -191,5 +193,58 @@ func TestStartFailsWithoutDatabase(t *testing.T) {
 	}
 	if d := time.Since(t0); d > 10*time.Second {
 		t.Errorf("took %v to give up", d)
+	}
+}
+
+// A request still running when SHUTDOWN_TIMEOUT ends (here: its UPDATE
+// waits for a row lock another session holds) has its connection closed,
+// which cancels its context and so its query, and the instance exits.
+// Before, nothing cancelled it: run waited in the pool's Close for as long
+// as the lock was held.
+func TestShutdownTimeoutEndsStuckRequests(t *testing.T) {
+	url := testsupport.Postgres(t)
+	in := start(t, map[string]string{"DATABASE_URL": url, "SHUTDOWN_DRAIN_DELAY": "0s", "SHUTDOWN_TIMEOUT": "1s"})
+	if resp, body := call(t, "POST", in.URL+"/api/notes", `{"title":"a"}`); resp.StatusCode != 201 {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM notes WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	stuck := make(chan struct{})
+	go func() {
+		defer close(stuck)
+		req, _ := http.NewRequest("PUT", in.URL+"/api/notes/1", strings.NewReader(`{"title":"b"}`))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the PUT waits for the lock
+	stopped := time.Now()
+	in.cancel()
+	select {
+	case err := <-in.done:
+		t.Logf("run returned %v after %v", err, time.Since(stopped).Round(time.Millisecond))
+		if err == nil {
+			t.Error("run returned nil, want the shutdown timeout as its error")
+		}
+		in.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return within 5s of SIGTERM with SHUTDOWN_TIMEOUT 1s: it waits for a stuck request")
+	}
+	select {
+	case <-stuck:
+	case <-time.After(5 * time.Second):
+		t.Error("the stuck request was not ended")
 	}
 }
