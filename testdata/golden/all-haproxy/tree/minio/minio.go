@@ -3,6 +3,7 @@
 package minio
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,18 @@ const (
 	// maxSinglePut is S3's limit for one PUT request; larger objects of
 	// known length go up in parts.
 	maxSinglePut = 5 << 30
+
+	// smallPut is how much of an upload of unknown length is read first,
+	// into a buffer that grows only as the bytes arrive: a body that ends
+	// within it goes up as one PUT of known length, and a client that
+	// trickles a few bytes pins only those bytes, not a whole part.
+	smallPut = 1 << 20
+
+	// MaxPartUploads bounds the uploads of unknown length larger than
+	// smallPut that run at once, each holding a part of PartSize bytes in
+	// memory: at most MaxPartUploads x PartSize (64 MiB) per instance. More
+	// wait for a slot, for as long as their request lives.
+	MaxPartUploads = 4
 
 	// maxRetries bounds minio-go's own retries of a failed request (its
 	// default is 10, with backoff up to 1 s each: about 10 s before a down
@@ -65,6 +78,7 @@ type Store struct {
 	client    *miniogo.Client
 	bucket    string
 	opTimeout time.Duration
+	parts     chan struct{} // slots for uploads in parts; see MaxPartUploads
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -85,7 +99,7 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minio: endpoint %q: %w", cfg.Endpoint, err)
 	}
-	s := &Store{client: client, bucket: cfg.Bucket, opTimeout: cfg.OpTimeout}
+	s := &Store{client: client, bucket: cfg.Bucket, opTimeout: cfg.OpTimeout, parts: make(chan struct{}, MaxPartUploads)}
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -138,17 +152,38 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 		contentType = blob.DefaultContentType
 	}
 	opts := miniogo.PutObjectOptions{ContentType: contentType, PartSize: PartSize}
-	// With a known length one streaming PUT carries the body and nothing is
-	// buffered; otherwise minio-go switches to parts above 16 MiB and reads
-	// each part into memory first.
-	if size >= 0 && size <= maxSinglePut {
-		opts.DisableMultipart = true
-	}
 	// body hides r's Close (minio-go closes a body it can, and r is the
 	// caller's) and remembers why reading r failed: a client that sent too
 	// much or hung up is not a store failure.
 	body := &bodyReader{r: r}
-	_, err := s.client.PutObject(ctx, s.bucket, key, body, size, opts)
+	var in io.Reader = body
+	if size < 0 {
+		// Unknown length: minio-go would read a whole part into memory
+		// before sending anything. Read up to smallPut first; a body that
+		// ends there has a known length after all.
+		var head bytes.Buffer
+		n, err := io.CopyN(&head, body, smallPut+1)
+		switch {
+		case err == io.EOF:
+			size, in = n, &head
+		case err != nil:
+			return fmt.Errorf("minio: put %q: read body: %w", key, err)
+		default:
+			select {
+			case s.parts <- struct{}{}:
+				defer func() { <-s.parts }()
+			case <-ctx.Done():
+				return fmt.Errorf("minio: put %q: waiting for a slot for an upload in parts: %w", key, ctx.Err())
+			}
+			in = io.MultiReader(&head, body)
+		}
+	}
+	// With a known length one streaming PUT carries the body and nothing is
+	// buffered.
+	if size >= 0 && size <= maxSinglePut {
+		opts.DisableMultipart = true
+	}
+	_, err := s.client.PutObject(ctx, s.bucket, key, in, size, opts)
 	if err != nil && body.err != nil {
 		return fmt.Errorf("minio: put %q: read body: %w", key, body.err)
 	}
