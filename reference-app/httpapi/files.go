@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"example.com/acme/shop/blob"
 )
@@ -63,7 +64,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setBodyLimit(r, limit)
-	body := &countingReader{r: r.Body}
+	body := &countingReader{r: &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: s.fileIdle()}}
 	if err := s.opts.Files.Put(r.Context(), key, body, r.ContentLength, contentType); err != nil {
 		// A failure to read the body is the client's (too large, or it
 		// hung up), whatever the store made of it.
@@ -111,7 +112,8 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if n, err := io.Copy(w, obj.Body); err != nil {
+	out := &idleWriter{w: w, rc: http.NewResponseController(w), idle: s.fileIdle()}
+	if n, err := io.Copy(out, obj.Body); err != nil {
 		// The status is sent; the client sees a short body.
 		logger(r.Context()).Warn("file download cut short", "key", key, "sent", n, "size", obj.Size, "error", err)
 	}
@@ -153,6 +155,46 @@ func (s *Server) fileError(w http.ResponseWriter, r *http.Request, op, key strin
 
 // countingReader counts the bytes read and keeps the first read error
 // other than EOF.
+// Files move at the client's pace. The server's ReadTimeout and
+// WriteTimeout bound a whole request (60 s), which would cut a 100 MiB
+// upload or download slower than 1.75 MB/s; on the file routes every read
+// and write instead pushes the connection's deadlines FileIdleTimeout
+// ahead, so a slow transfer goes on and a stalled one ends.
+func (s *Server) fileIdle() time.Duration {
+	if s.opts.FileIdleTimeout > 0 {
+		return s.opts.FileIdleTimeout
+	}
+	return 60 * time.Second
+}
+
+// idleReader pushes both deadlines back before each read of an upload:
+// the write one too, because the response is written after the body.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	t := time.Now().Add(i.idle)
+	_ = i.rc.SetReadDeadline(t)
+	_ = i.rc.SetWriteDeadline(t)
+	return i.r.Read(p)
+}
+
+// idleWriter pushes the write deadline back before each write of a
+// download.
+type idleWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (i *idleWriter) Write(p []byte) (int, error) {
+	_ = i.rc.SetWriteDeadline(time.Now().Add(i.idle))
+	return i.w.Write(p)
+}
+
 type countingReader struct {
 	r   io.Reader
 	n   int64

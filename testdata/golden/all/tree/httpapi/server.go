@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"example.com/acme/shop/cache"
 	"example.com/acme/shop/notes"
@@ -31,6 +32,10 @@ type Options struct {
 	// blob
 	Files        FileStore // nil: no /api/files routes
 	MaxFileBytes int64     // limit of an uploaded file; replaces MaxBodyBytes there
+	// FileIdleTimeout cuts a file upload or download that moves no byte
+	// for this long; it replaces the server's whole-request timeouts on
+	// the file routes (see idleReader). Zero means 60s.
+	FileIdleTimeout time.Duration
 
 	// worker
 	Leader  Leader  // nil: /api/instance has no "leader" field

@@ -229,3 +229,73 @@ func TestFilesRoutesNeedAStore(t *testing.T) {
 	resp, body := fileRequest(t, "GET", srv.URL+"/api/files/k", nil, 0)
 	wantFileError(t, "GET without a store", resp, body, http.StatusNotFound, "not_found")
 }
+
+// A file transfer slower than the server's whole-request timeouts goes on
+// while bytes move, and one that stalls is cut: here the server's
+// ReadTimeout and WriteTimeout are 300ms, the idle timeout 300ms, and each
+// transfer takes well over a second. (Before, both slow transfers were cut
+// by the server's timeouts, as a 100 MiB file slower than 1.75 MB/s was by
+// the 60s ones.)
+func TestFilesSlowButMoving(t *testing.T) {
+	store := newDirStore(t)
+	ts := httptest.NewUnstartedServer(New(Options{InstanceID: "test", MaxBodyBytes: testMaxBody,
+		Files: store, MaxFileBytes: testMaxFile, FileIdleTimeout: 300 * time.Millisecond}))
+	ts.Config.ReadTimeout, ts.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+
+	// send writes n chunks of 16 KiB, pause between each, then stops (or
+	// stalls for stall before stopping).
+	send := func(n int, pause, stall time.Duration) (*http.Response, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			for range n {
+				if _, err := pw.Write(bytes.Repeat([]byte("x"), 16<<10)); err != nil {
+					return
+				}
+				time.Sleep(pause)
+			}
+			time.Sleep(stall)
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("PUT", ts.URL+"/api/files/slow.bin", pr)
+		return http.DefaultClient.Do(req)
+	}
+	start := time.Now()
+	resp, err := send(15, 100*time.Millisecond, 0)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("slow upload (15 chunks, 100ms apart): %v %v", resp, err)
+	}
+	resp.Body.Close()
+	t.Logf("slow upload took %v", time.Since(start).Round(time.Millisecond))
+
+	if resp, err := send(1, 0, time.Second); err == nil && resp.StatusCode < 400 {
+		t.Errorf("an upload that stalled for 1s (idle timeout 300ms) got %d", resp.StatusCode)
+	}
+
+	// A slow download: 2 MiB read 64 KiB every 40ms (well over a second).
+	data := bytes.Repeat([]byte("0123456789abcdef"), 128<<10)
+	if err := store.Put(context.Background(), "big.bin", bytes.NewReader(data), int64(len(data)), ""); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(ts.URL + "/api/files/big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got []byte
+	buf := make([]byte, 64<<10)
+	start = time.Now()
+	for {
+		n, err := io.ReadFull(resp.Body, buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	t.Logf("slow download of %d bytes took %v", len(got), time.Since(start).Round(time.Millisecond))
+	if !bytes.Equal(got, data) {
+		t.Errorf("slow download: got %d bytes, want %d", len(got), len(data))
+	}
+}
