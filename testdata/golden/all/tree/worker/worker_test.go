@@ -144,10 +144,13 @@ func TestFenceTwoLeaders(t *testing.T) {
 	}
 	t.Logf("two believed leaders (terms 1 and 2, 2 live), %s interval: %d slots run (a %d, b %d), %d attempts fenced off",
 		interval, rows, c.runs["a"], c.runs["b"], fenced)
-	if int64(rows) != ran || c.runs["a"]+c.runs["b"] != rows {
-		t.Errorf("rows %d, claimed runs %d, job executions %v: want all equal", rows, ran, c.runs)
+	// A claim cut off by the end of ctx may have committed without its
+	// scheduler learning it won: at most one row more than the claims it
+	// counted, and that slot never ran (at most once, not at least once).
+	if int64(c.runs["a"]+c.runs["b"]) != ran || int64(rows) < ran || int64(rows) > ran+1 {
+		t.Errorf("rows %d, claimed runs %d, job executions %v: want executions = claims, and rows = claims (+1 cut off at the end)", rows, ran, c.runs)
 	}
-	if c.runs["a"] != 0 || scheds[0].Fenced() < int64(rows)-1 || rows < 8 {
+	if c.runs["a"] != 0 || scheds[0].Fenced() < ran-1 || ran < 8 {
 		t.Errorf("%d slots; the stale term ran %d and was fenced %d times: want it fenced on every slot",
 			rows, c.runs["a"], scheds[0].Fenced())
 	}
