@@ -153,8 +153,6 @@ func (s *Server) fileError(w http.ResponseWriter, r *http.Request, op, key strin
 	}
 }
 
-// countingReader counts the bytes read and keeps the first read error
-// other than EOF.
 // Files move at the client's pace. The server's ReadTimeout and
 // WriteTimeout bound a whole request (60 s), which would cut a 100 MiB
 // upload or download slower than 1.75 MB/s; on the file routes every read
@@ -195,6 +193,8 @@ func (i *idleWriter) Write(p []byte) (int, error) {
 	return i.w.Write(p)
 }
 
+// countingReader counts the bytes read and keeps the first read error
+// other than EOF.
 type countingReader struct {
 	r   io.Reader
 	n   int64
