@@ -69,29 +69,32 @@ func TestConformance(t *testing.T) {
 }
 
 // testLines keeps what the tests said from go test -v output: their own
-// log lines (file_test.go:N) and results, without the servers' and the
-// app's logs.
+// log lines (file_test.go:N) with the lines that continue them (indented
+// deeper: a multi-line message, an instance's last words), and results,
+// without the servers' and the app's logs.
 func testLines(out string) string {
+	const maxContinued = 40 // lines kept of one message
 	var keep []string
-	appLines := 0 // lines of an app's output still to keep, after the harness's header
+	msgIndent, continued := -1, 0 // indentation of the last test message kept
 	for _, line := range strings.Split(out, "\n") {
 		trimmed := strings.TrimSpace(line)
-		if appLines > 0 && !strings.Contains(line, "_test.go:") && !strings.HasPrefix(trimmed, "--- ") {
-			// The last words of an instance that failed, such as why it
-			// exited before it was ready.
-			keep = append(keep, line)
-			appLines--
+		indent := len(line) - len(strings.TrimLeft(line, " \t"))
+		if msgIndent >= 0 && indent > msgIndent && trimmed != "" {
+			if continued < maxContinued {
+				keep = append(keep, line)
+			}
+			continued++
 			continue
 		}
-		appLines = 0
-		if strings.Contains(line, "output (last lines) ---") {
-			appLines = 10
-		}
+		msgIndent, continued = -1, 0
 		if strings.Contains(line, "_test.go:") || strings.HasPrefix(trimmed, "--- ") ||
 			strings.HasPrefix(trimmed, "FAIL") || strings.HasPrefix(trimmed, "ok ") ||
 			strings.HasPrefix(trimmed, "panic") {
 			if !strings.HasPrefix(trimmed, "--- testsupport:") {
 				keep = append(keep, line)
+			}
+			if strings.Contains(line, "_test.go:") && !strings.Contains(line, "testsupport:") {
+				msgIndent = indent
 			}
 		}
 	}

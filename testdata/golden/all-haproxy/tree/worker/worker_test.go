@@ -317,9 +317,18 @@ func TestRunErrorsRecorded(t *testing.T) {
 	s.Add(worker.Job{Name: "fails", Run: func(context.Context) error { return errors.New("disk full") }})
 	s.Add(worker.Job{Name: "panics", Run: func(context.Context) error { panic("boom") }})
 	s.Add(worker.Job{Name: "works", Run: func(context.Context) error { return nil }})
-	ctx, cancel := context.WithTimeout(hold(t, url, 1), 500*time.Millisecond)
-	defer cancel()
-	s.Run(ctx)
+	ctx, cancel := context.WithCancel(hold(t, url, 1))
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	// Until the three runs of the first slot are recorded (a fixed wait
+	// flaked on a loaded machine), then stop the scheduler.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if psql(t, url, "SELECT count(*) FROM job_runs WHERE finished_at IS NOT NULL") == "3" {
+			break
+		}
+	}
+	cancel()
+	<-done
 
 	got := psql(t, url, `SELECT job || ':' || instance_id || ':' || (finished_at IS NOT NULL) || ':' || coalesce(error, '-')
 		FROM job_runs ORDER BY job`)
