@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -28,13 +27,7 @@ func TestLeaderPaused(t *testing.T) {
 	for _, a := range c.apps {
 		all = append(all, a.name)
 	}
-	var leader string
-	if !eventually(10*time.Second, func() bool {
-		leader = c.theLeader(t, all)
-		return leader != ""
-	}) {
-		t.Fatalf("no single leader among %v after 10s", all)
-	}
+	leader := c.waitTheLeader(t, all)
 	waitRuns(t, c, leader, 2)
 	old := c.byName(leader)
 	oldTerm := testsupport.PSQL(t, c.dbURL, "SELECT term FROM leader_lease")
@@ -121,16 +114,7 @@ func TestLeaderPaused(t *testing.T) {
 func leaderDirect(c *cluster, names []string) string {
 	client := &http.Client{Timeout: 300 * time.Millisecond}
 	for _, n := range names {
-		resp, err := client.Get(instanceURL(c.byName(n)) + "/api/instance")
-		if err != nil {
-			continue
-		}
-		var body struct {
-			Leader bool `json:"leader"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		if err == nil && body.Leader {
+		if leads(client, c.byName(n)) {
 			return n
 		}
 	}

@@ -1,7 +1,9 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"testing"
 	"time"
@@ -22,13 +24,7 @@ func TestOneLeader(t *testing.T) {
 	for _, a := range c.apps {
 		all = append(all, a.name)
 	}
-	var leader string
-	if !eventually(10*time.Second, func() bool {
-		leader = c.theLeader(t, all)
-		return leader != ""
-	}) {
-		t.Fatalf("no single leader among %v after 10s", all)
-	}
+	leader := c.waitTheLeader(t, all)
 	waitRuns(t, c, leader, 2)
 
 	// Kill the leader; the next one must be elected while the others keep
@@ -87,6 +83,33 @@ func (c *cluster) theLeader(t testing.TB, names []string) string {
 		return leaders[0]
 	}
 	return ""
+}
+
+// waitTheLeader waits up to 10s for exactly one of names to report leading.
+func (c *cluster) waitTheLeader(t testing.TB, names []string) string {
+	t.Helper()
+	var leader string
+	if !eventually(10*time.Second, func() bool {
+		leader = c.theLeader(t, names)
+		return leader != ""
+	}) {
+		t.Fatalf("no single leader among %v after 10s", names)
+	}
+	return leader
+}
+
+// leads asks one instance directly whether it reports leading; false when
+// it does not answer (paused, stopped) within the client's timeout.
+func leads(client *http.Client, a *instance) bool {
+	resp, err := client.Get(instanceURL(a) + "/api/instance")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Leader bool `json:"leader"`
+	}
+	return json.NewDecoder(resp.Body).Decode(&body) == nil && body.Leader
 }
 
 // waitRuns waits until GET /api/jobs/runs lists n runs by instance.

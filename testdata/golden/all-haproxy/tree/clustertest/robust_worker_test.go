@@ -74,17 +74,9 @@ func (w *leaderWatch) observe(t *testing.T, r *robustRun, stop <-chan struct{}) 
 	for i := 0; i < 100000; i++ {
 		round := leaderRound{at: time.Now()}
 		for _, a := range r.c.apps {
-			resp, err := client.Get("http://" + a.addr() + "/api/instance")
-			if err != nil {
-				continue
-			}
-			var body struct {
-				Leader bool `json:"leader"`
-			}
-			if json.NewDecoder(resp.Body).Decode(&body) == nil && body.Leader {
+			if leads(client, a) {
 				round.leaders = append(round.leaders, a.name)
 			}
-			resp.Body.Close()
 		}
 		w.mu.Lock()
 		w.rounds = append(w.rounds, round)

@@ -523,7 +523,6 @@ func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed
 			}
 		}
 		w.check()
-		late := slices.Sorted(maps.Keys(w.pending))
 		c.mu.Unlock()
 		if next.IsZero() {
 			break
@@ -534,6 +533,9 @@ func (c *Cache) Invalidate(ctx context.Context, key string) (done func(committed
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
+			c.mu.Lock()
+			late := slices.Sorted(maps.Keys(w.pending))
+			c.mu.Unlock()
 			release(false)
 			return nil, c.fail(key, fmt.Errorf("instances %v neither acked nor left in time: %w", late, ctx.Err()))
 		}

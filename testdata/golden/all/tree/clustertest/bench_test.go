@@ -652,19 +652,7 @@ func waitLeader(t testing.TB, insts []*instance, not *instance) *instance {
 	client := &http.Client{Timeout: time.Second}
 	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 		for _, a := range insts {
-			if a == not {
-				continue
-			}
-			resp, err := client.Get(instanceURL(a) + "/api/instance")
-			if err != nil {
-				continue
-			}
-			var body struct {
-				Leader bool `json:"leader"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if err == nil && body.Leader {
+			if a != not && leads(client, a) {
 				return a
 			}
 		}
