@@ -181,6 +181,7 @@ var Features = []Feature{
 			"clustertest/render_test.go",
 			"clustertest/roundrobin_test.go",
 			"clustertest/restart_test.go",
+			"clustertest/lbfaults_test.go",
 			"clustertest/clustermode_test.go",
 			"clustertest/logs_test.go",
 			"testsupport/proxy.go",

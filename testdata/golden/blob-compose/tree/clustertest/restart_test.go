@@ -30,14 +30,17 @@ func TestRollingRestart(t *testing.T) {
 	ops := []op{
 		{"GET", "/api/instance", nil, 200},
 	}
+	var post *op // if set, sent as 3 requests in 10
 	// blob
 	ops = append(ops, op{"PUT", "/api/files/restart/file", func(w, i int) []byte {
 		return fmt.Appendf(nil, "file written by %d-%d", w, i)
 	}, 201})
 
-	// The client loop: bounded in time and in count.
-	const workers = 4
-	const maxRequests = 20000
+	// The client loop: bounded in time and in count. 32 clients keep
+	// every instance busy, so a connection is always on its way to the one
+	// that is draining.
+	const workers = 32
+	const maxRequests = 200000
 	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer stop()
 	var sent, failed atomic.Int64
@@ -49,6 +52,9 @@ func TestRollingRestart(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil && sent.Load() < maxRequests; i++ {
 				o := ops[(w+i)%len(ops)]
+				if post != nil && (w*7+i)%10 < 3 {
+					o = *post
+				}
 				var body []byte
 				if o.body != nil {
 					body = o.body(w, i)
