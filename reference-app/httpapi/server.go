@@ -79,8 +79,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
-// Drain makes /readyz answer 503 so that load balancers stop sending new
-// requests here before the process stops listening.
+// Drain makes /readyz answer 503 and every answer close its connection, so
+// that load balancers stop sending requests here, and keep no connection
+// open to this instance, before the process stops listening.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -181,7 +181,7 @@ var (
 // "server app-N:8080 ... resolve;" -> "server 127.0.0.1:<ports[N-1]> ...;",
 // the resolver line commented out, "listen 80;" -> "listen <listen>;".
 func renderNginx(conf string, ports []int, listen string) (string, error) {
-	servers, listens := 0, 0
+	servers, listens := map[int]int{}, 0 // server lines per app-N
 	lines := strings.Split(conf, "\n")
 	for i, line := range lines {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
@@ -195,7 +195,7 @@ func renderNginx(conf string, ports []int, listen string) (string, error) {
 				return "", fmt.Errorf("nginx.conf: %q: no app-%d in docker-compose.yml", strings.TrimSpace(line), n)
 			}
 			lines[i] = fmt.Sprintf("%s127.0.0.1:%d%s; # was app-%d:8080 (rendered by clustertest)", g[1], ports[n-1], g[3], n)
-			servers++
+			servers[n]++
 		case nginxResolver.MatchString(line):
 			lines[i] = "# " + strings.TrimSpace(line) + " (Docker's DNS; commented out by clustertest)"
 		case nginxListen.MatchString(line):
@@ -205,8 +205,14 @@ func renderNginx(conf string, ports []int, listen string) (string, error) {
 			return "", fmt.Errorf("nginx.conf: %q names an app host in a form the test cannot render", strings.TrimSpace(line))
 		}
 	}
-	if servers != len(ports) || listens != 1 {
-		return "", fmt.Errorf("nginx.conf: rendered %d server lines for %d apps and %d listen lines (want 1)", servers, len(ports), listens)
+	// Each instance is named twice: once in rotation, once as a backup.
+	for n := 1; n <= len(ports); n++ {
+		if servers[n] != 2 {
+			return "", fmt.Errorf("nginx.conf: app-%d has %d server lines, want 2 (in rotation and backup)", n, servers[n])
+		}
+	}
+	if listens != 1 {
+		return "", fmt.Errorf("nginx.conf: rendered %d listen lines, want 1", listens)
 	}
 	return strings.Join(lines, "\n"), nil
 }

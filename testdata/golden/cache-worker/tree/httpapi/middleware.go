@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,7 +55,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		}
 		ri.body = r.Body
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK, draining: &s.draining}
 
 		defer func() {
 			if p := recover(); p != nil {
@@ -116,23 +117,40 @@ func newRequestID() string {
 // recorder remembers the status and size of a response for the log line.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
-	wrote  bool
+	status   int
+	bytes    int64
+	wrote    bool
+	draining *atomic.Bool
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
-		r.status, r.wrote = code, true
+		r.status = code
+		r.begin()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
-	r.wrote = true
+	if !r.wrote {
+		r.begin()
+	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// begin marks the answer as started. While the instance drains, the answer
+// says "Connection: close" and Go's server closes the connection after it:
+// a load balancer that keeps connections open drops this one instead of
+// reusing it, so the drain never has to close a connection under its feet.
+// It is decided when the answer starts, not when the request came in, so a
+// request that began before the drain leaves no open connection either.
+func (r *recorder) begin() {
+	r.wrote = true
+	if r.draining.Load() {
+		r.Header().Set("Connection", "close")
+	}
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

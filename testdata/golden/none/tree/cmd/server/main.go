@@ -97,15 +97,18 @@ func listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, sr
 	case <-ctx.Done():
 	}
 
-	// Readiness goes 503 first and connections stop being kept alive, so
+	// Readiness goes 503 first and every answer closes its connection, so
 	// the load balancer moves new requests elsewhere while this instance
-	// still answers the ones already on their way.
+	// still answers the ones on their way. Idle connections stay open for
+	// now: a load balancer may be writing a request on one this very
+	// moment, and a POST cut off after it was sent cannot be resent.
+	// (http.Server.SetKeepAlivesEnabled(false) would close them at once.)
 	log.Info("draining", "delay", cfg.DrainDelay.String())
-	hs.SetKeepAlivesEnabled(false)
 	srv.Drain()
 	time.Sleep(cfg.DrainDelay)
 
-	// Then the listener closes and in-flight requests finish.
+	// Then the listener and the idle connections close - by now the load
+	// balancer has stopped using them - and in-flight requests finish.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {
