@@ -27,7 +27,11 @@ type Answers struct {
 // Defaults and bounds of the answers. Replicas stop at 20: the compose file
 // runs every replica on one machine, and each holds its own database pool.
 const (
-	DefaultLB       = "nginx"
+	// haproxy: it checks /readyz, so it stops sending to an instance that
+	// drains or freezes before anything fails; nginx (open source) learns
+	// only from failed requests. See the closing note of issue 9 and
+	// reference-app/BENCHMARKS.md for the measurements.
+	DefaultLB       = "haproxy"
 	DefaultReplicas = 3
 	DefaultPort     = 8080
 	MinReplicas     = 1
@@ -36,7 +40,7 @@ const (
 )
 
 // LBs are the load balancers the compose file can put in front of the app.
-var LBs = []string{"nginx", "haproxy"}
+var LBs = []string{"haproxy", "nginx"} // the default first
 
 // AnswersFileName is the name of the answers file in every generated project.
 const AnswersFileName = ".scaffold.yaml"

@@ -191,7 +191,7 @@ func TestPTYAnswersMakeTheSameTreeAsFlags(t *testing.T) {
 	features, added := generator.Resolve(pick)
 	const (
 		name, module, replicas, port = "shop-api", "example.com/acme/shop", 5, 9090
-		lb                           = "haproxy"
+		lb                           = "nginx" // not the default: the prompt's cursor moves
 	)
 
 	dir := filepath.Join(t.TempDir(), "shop")

@@ -95,7 +95,7 @@ func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
 			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, checked like the go command checks it (default with --yes: example.com/NAME)"},
 			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
-			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `nginx|haproxy`", DefaultText: generator.DefaultLB},
+			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`", DefaultText: generator.DefaultLB},
 			&cli.IntFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d", generator.MinReplicas, generator.MaxReplicas), DefaultText: fmt.Sprint(generator.DefaultReplicas)},
 			&cli.IntFlag{Name: "port", Usage: "HTTP `PORT` of the app, 1..65535", DefaultText: fmt.Sprint(generator.DefaultPort)},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},

@@ -1,7 +1,8 @@
 // Command bench is `make bench` in this repository: it runs the generated
 // project's benchmark on reference-app/ (make -C reference-app bench, which
 // prints the table) and adds the row that only the generator can measure:
-// generation. The generator binary is built once; `scaffold new` of the
+// generation, and the "through the load balancer" row of the nginx golden
+// tree after haproxy's. The generator binary is built once; `scaffold new` of the
 // "all" preset and `go build ./...` of the result are timed 3 times each
 // (median), with the shared module and build caches warm, as a developer
 // who already built reference-app has them.
@@ -61,6 +62,14 @@ func run(skipCluster bool, stdout, stderr io.Writer) error {
 	if last < 0 {
 		return fmt.Errorf("make -C reference-app bench printed no table")
 	}
+	// reference-app puts haproxy in front; the same read through nginx
+	// comes from the nginx golden tree, as the row after haproxy's.
+	if lb, err := nginxRow(stderr); err != nil {
+		return err
+	} else if i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "| through the load balancer |") }); i >= 0 {
+		lines = slices.Insert(lines, i+1, lb)
+		last++
+	}
 	lines = slices.Insert(lines, last+1, gen)
 	// Only the table and the line above it (the machine), not go test's output.
 	first := last
@@ -73,6 +82,26 @@ func run(skipCluster bool, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "\n--- make bench ---")
 	fmt.Fprintln(stdout, strings.Join(lines[first:last+2], "\n"))
 	return nil
+}
+
+// nginxRow runs the "through the load balancer" row of the nginx golden
+// tree's benchmark (the same test, the other load balancer) and returns it.
+func nginxRow(stderr io.Writer) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.Command("go", "test", "-count=1", "-run", "^$", "-bench", "^BenchmarkCluster$", "-benchtime", "1x", "-timeout", "15m", "./clustertest/")
+	cmd.Dir = "testdata/golden/all-nginx/tree"
+	cmd.Env = append(os.Environ(), "GOWORK=off", "BENCH_ROWS=lb")
+	cmd.Stdout = io.MultiWriter(&out, stderr)
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("the nginx tree's benchmark: %w", err)
+	}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "| through the load balancer |") {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("the nginx tree's benchmark printed no load balancer row")
 }
 
 // generation measures scaffold new and go build, and returns the table row.

@@ -18,10 +18,10 @@ var _ = flag.Bool("update", false, "ignored")
 
 // trees are generated projects kept in the repository, each checked by
 // its golden or reference test to be the generator's output: reference-app
-// puts nginx in front, all-haproxy haproxy.
+// puts haproxy (the default) in front, all-nginx nginx.
 var trees = map[string]string{
-	"nginx":   "../../reference-app",
-	"haproxy": "../../testdata/golden/all-haproxy/tree",
+	"haproxy": "../../reference-app",
+	"nginx":   "../../testdata/golden/all-nginx/tree",
 }
 
 // TestConformance runs `go test ./...` in each tree: unit and integration
@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: runs the whole cluster conformance test twice")
 	}
-	for _, lb := range []string{"nginx", "haproxy"} {
+	for _, lb := range []string{"haproxy", "nginx"} {
 		t.Run(lb, func(t *testing.T) {
 			dir, err := filepath.Abs(trees[lb])
 			if err != nil {

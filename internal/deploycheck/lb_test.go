@@ -58,7 +58,8 @@ func checkLB(t *testing.T, p *project) {
 
 	switch a.LB {
 	case "nginx":
-		wantServers(t, conf, `(?m)^\s*server\s+(app-\d+):(\d+)\b`, apps, a.Port)
+		// Every instance twice: in rotation, then again as a backup.
+		wantServers(t, conf, `(?m)^\s*server\s+(app-\d+):(\d+)\b`, append(slices.Clone(apps), apps...), a.Port)
 		t.Run("rendered", func(t *testing.T) {
 			rendered, err := renderNginx(conf, a.Port, ports, freeLoopback(t))
 			if err != nil {
@@ -114,7 +115,7 @@ var (
 // renderNginx: "server app-N:PORT ... resolve;" -> "server 127.0.0.1:<ports[N-1]> ...;",
 // the resolver line commented out, "listen 80;" -> "listen <listen>;".
 func renderNginx(conf string, port int, ports []int, listen string) (string, error) {
-	servers, listens := 0, 0
+	servers, listens := map[int]int{}, 0 // server lines per app-N
 	lines := strings.Split(conf, "\n")
 	for i, line := range lines {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
@@ -128,7 +129,7 @@ func renderNginx(conf string, port int, ports []int, listen string) (string, err
 				return "", fmt.Errorf("nginx.conf: %q: want app-N:%d for an app-N of docker-compose.yml", strings.TrimSpace(line), port)
 			}
 			lines[i] = fmt.Sprintf("%s127.0.0.1:%d%s;", g[1], ports[n-1], g[4])
-			servers++
+			servers[n]++
 		case nginxResolver.MatchString(line):
 			lines[i] = "# " + line
 		case nginxListen.MatchString(line):
@@ -138,8 +139,13 @@ func renderNginx(conf string, port int, ports []int, listen string) (string, err
 			return "", fmt.Errorf("nginx.conf: %q names an app host in a form the conformance test cannot render", strings.TrimSpace(line))
 		}
 	}
-	if servers != len(ports) || listens != 1 {
-		return "", fmt.Errorf("nginx.conf: rendered %d server lines for %d apps and %d listen lines (want 1)", servers, len(ports), listens)
+	for n := 1; n <= len(ports); n++ {
+		if servers[n] != 2 {
+			return "", fmt.Errorf("nginx.conf: app-%d has %d server lines, want 2 (in rotation and backup)", n, servers[n])
+		}
+	}
+	if listens != 1 {
+		return "", fmt.Errorf("nginx.conf: rendered %d listen lines, want 1", listens)
 	}
 	return strings.Join(lines, "\n"), nil
 }

@@ -29,7 +29,7 @@ var checks = [][]string{
 	{"go", "vet", "./..."},
 	{"go", "mod", "tidy", "-diff"},
 	// -short: the cluster conformance test (clustertest) skips itself; it
-	// runs in full on reference-app and the all-haproxy tree instead (see
+	// runs in full on reference-app and the all-nginx tree instead (see
 	// internal/conformance). Every other test, against real servers, runs.
 	{"go", "test", "-count=1", "-short", "./..."},
 }

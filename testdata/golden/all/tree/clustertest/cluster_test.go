@@ -1,6 +1,6 @@
 // Package clustertest is the cluster conformance test: it runs the topology of
 // docker-compose.yml as local processes - N instances of the app binary built
-// from this project, the real nginx with deploy/nginx.conf, and real
+// from this project, the real haproxy with deploy/haproxy.cfg, and real
 // PostgreSQL, Redis, MinIO started by testsupport - and checks, through the
 // load balancer only, that the service behaves as one service.
 //
@@ -680,7 +680,7 @@ func record(what string, v any) {
 func printMeasurements(total time.Duration) {
 	measurements.mu.Lock()
 	defer measurements.mu.Unlock()
-	fmt.Printf("\n--- cluster conformance measurements, load balancer nginx ---\n")
+	fmt.Printf("\n--- cluster conformance measurements, load balancer haproxy ---\n")
 	for _, l := range measurements.lines {
 		fmt.Println(l)
 	}
