@@ -112,7 +112,7 @@ func TestChecks(t *testing.T) {
 		{CheckPort(0), `port 0 is out of range (use --port between 1 and 65535)`},
 		{CheckPort(70000), `port 70000 is out of range`},
 		{CheckReplicas(0), `replicas 0 is out of range (use --replicas between 1 and 20)`},
-		{CheckLB("traefik"), `unknown load balancer "traefik" (use --lb nginx or --lb haproxy)`},
+		{CheckLB("traefik"), `unknown load balancer "traefik" (use --lb haproxy or --lb nginx)`},
 	} {
 		if tc.err == nil || !strings.HasPrefix(tc.err.Error(), tc.want) {
 			t.Errorf("error %v, want it to start with %s", tc.err, tc.want)
