@@ -180,6 +180,7 @@ var Features = []Feature{
 			"clustertest/cluster_test.go",
 			"clustertest/render_test.go",
 			"clustertest/roundrobin_test.go",
+			"clustertest/lberrors_test.go",
 			"clustertest/restart_test.go",
 			"clustertest/lbfaults_test.go",
 			"clustertest/clustermode_test.go",
