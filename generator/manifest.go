@@ -101,6 +101,7 @@ var Features = []Feature{
 			"postgres/notes_test.go",
 			"postgres/postgres.go",
 			"postgres/migrations/00001_notes.sql",
+			"postgres/migrations/00005_notes_idempotency_key.sql",
 			"httpapi/notes.go",
 			"httpapi/notes_test.go",
 			"config/db_test.go",

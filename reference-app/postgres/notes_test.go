@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"example.com/acme/shop/notes"
+	"example.com/acme/shop/notes/notestest"
 	"example.com/acme/shop/testsupport"
 )
 
@@ -145,6 +146,104 @@ func TestNoteStoreListPages(t *testing.T) {
 	}
 }
 
+// The PostgreSQL store passes the tests every notes.Store must pass; the
+// concurrent one is the unique index at work: 20 transactions insert the
+// same key at once and one note exists.
+func TestNoteStoreIdempotency(t *testing.T) {
+	notestest.Idempotency(t, NewNoteStore(openTestDB(t)))
+	notestest.ConcurrentKey(t, NewNoteStore(openTestDB(t)), 20)
+}
+
+// A replay whose INSERT waits for the DELETE of the key's note (the row is
+// locked until that transaction ends) inserts once the DELETE commits; the
+// check that follows it sees the key in deleted_note_keys and rolls the
+// insert back: the deleted note does not come back.
+func TestNoteStoreReplayRacesDelete(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	s := NewNoteStore(db)
+	in := notes.Input{Title: "soon gone"}
+	n, _, err := s.CreateIdempotent(ctx, "race", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleting := NewNoteStore(db)
+	inside, proceed := make(chan struct{}), make(chan struct{})
+	deleting.BeforeCommit = func(context.Context, int64) (func(bool), error) {
+		close(inside)
+		<-proceed // under the fence: within writeIdleTimeout
+		return func(bool) {}, nil
+	}
+	deleted := make(chan error, 1)
+	go func() { deleted <- deleting.Delete(ctx, n.ID) }()
+	<-inside
+	type result struct {
+		n   notes.Note
+		err error
+	}
+	replay := make(chan result, 1)
+	go func() {
+		n, _, err := s.CreateIdempotent(ctx, "race", in)
+		replay <- result{n, err}
+	}()
+	// Wait until the replay's INSERT waits for the DELETE.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO notes%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("the replay's INSERT does not wait for the DELETE")
+		}
+	}
+	close(proceed)
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	r := <-replay
+	if !errors.Is(r.err, notes.ErrKeyNoteDeleted) || r.n.ID != n.ID {
+		t.Fatalf("replay during the delete = %+v, %v; want ErrKeyNoteDeleted for note %d", r.n, r.err, n.ID)
+	}
+	if list, _ := s.List(ctx, 0, 10); len(list) != 0 {
+		t.Fatalf("notes after the delete and its racing replay: %+v, want none", list)
+	}
+}
+
+// The key of a deleted note is kept deletedKeyRetention, then purged by a
+// later delete: past that, the key creates a new note.
+func TestNoteStoreDeletedKeyPurged(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	s := NewNoteStore(db)
+	in := notes.Input{Title: "old"}
+	n, _, err := s.CreateIdempotent(ctx, "old-key", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE deleted_note_keys SET deleted_at = now() - $1 * interval '1 second' - interval '1 minute'`,
+		deletedKeyRetention.Seconds()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.Create(ctx, notes.Input{Title: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, other.ID); err != nil { // purges
+		t.Fatal(err)
+	}
+	again, replayed, err := s.CreateIdempotent(ctx, "old-key", in)
+	if err != nil || replayed || again.ID == n.ID {
+		t.Fatalf("CreateIdempotent with a purged key = %+v, %v, %v; want a new note", again, replayed, err)
+	}
+}
+
 // BeforeCommit runs inside the write: when it fails the change is rolled
 // back, and when it succeeds done learns whether the COMMIT did.
 func TestNoteStoreBeforeCommit(t *testing.T) {
@@ -248,6 +347,7 @@ func TestNoteStoreDatabaseDown(t *testing.T) {
 		do   func() error
 	}{
 		{"create", func() error { _, err := s.Create(ctx, notes.Input{Title: "x"}); return err }},
+		{"create with a key", func() error { _, _, err := s.CreateIdempotent(ctx, "k", notes.Input{Title: "x"}); return err }},
 		{"get", func() error { _, err := s.Get(ctx, n.ID); return err }},
 		{"list", func() error { _, err := s.List(ctx, 0, 10); return err }},
 		{"update", func() error { _, err := s.Update(ctx, n.ID, notes.Input{Title: "y"}); return err }},

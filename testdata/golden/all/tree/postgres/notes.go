@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,130 @@ func (s *NoteStore) Create(ctx context.Context, in notes.Input) (notes.Note, err
 	return n, nil
 }
 
+// deletedKeyRetention is how long the key of a deleted note is kept (in
+// deleted_note_keys) to refuse its replays with notes.ErrKeyNoteDeleted. A
+// key is purged by a later delete, at the earliest this long after its own:
+// past that, a replay creates a new note. Retries by clients and by the
+// load balancer come within seconds or minutes.
+const deletedKeyRetention = 24 * time.Hour
+
+// errKeyTaken says that the INSERT of a keyed note created nothing (or was
+// rolled back): a note with the key exists, or existed and was deleted.
+// errKeyFree says that neither is true (any more): the create is tried
+// again.
+var (
+	errKeyTaken = errors.New("idempotency key taken")
+	errKeyFree  = errors.New("idempotency key free")
+)
+
+// CreateIdempotent inserts a note with its idempotency key, or returns the
+// note that the key created; see notes.Store.
+//
+// Why it creates at most one note, however many instances run it at once:
+// the unique index on notes.idempotency_key. An INSERT ... ON CONFLICT DO
+// NOTHING that meets a row with the key inserted by a transaction still in
+// progress waits for that transaction to end (PostgreSQL does this for
+// every unique index): if it commits, this INSERT does nothing and returns
+// no row, and the next statement, with a snapshot of its own (READ
+// COMMITTED), sees the committed note; if it rolls back, this INSERT
+// inserts. So of N concurrent calls exactly one inserts and the others
+// read its note, with no lock of our own and no retry loop on
+// serialization errors.
+//
+// A deleted note's key moves to deleted_note_keys in the transaction of the
+// DELETE (see Delete). The INSERT cannot see that row when it started
+// before the DELETE committed (it then waited for the deleted row and
+// inserted), so the check runs after it, as a second statement whose
+// snapshot is taken after the wait: a note whose key was deleted is never
+// created again.
+func (s *NoteStore) CreateIdempotent(ctx context.Context, key string, in notes.Input) (notes.Note, bool, error) {
+	if err := in.Validate(); err != nil {
+		return notes.Note{}, false, err
+	}
+	if key == "" {
+		return notes.Note{}, false, errors.New("create note: empty idempotency key")
+	}
+	fp := in.Fingerprint()
+	// A key is free again only when its deleted note's key was purged in
+	// between: twice in a row is a bug, not a race.
+	for range 2 {
+		var n notes.Note
+		err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+			var err error
+			n, err = scanNote(tx.QueryRow(ctx,
+				`INSERT INTO notes (title, body, idempotency_key, idempotency_fingerprint)
+				 VALUES ($1, $2, $3, $4)
+				 ON CONFLICT (idempotency_key) DO NOTHING
+				 RETURNING `+noteColumns,
+				in.Title, in.Body, key, fp))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, errKeyTaken // rolled back; nothing to commit
+			}
+			if err != nil {
+				return 0, err
+			}
+			var deleted bool
+			if err := tx.QueryRow(ctx,
+				`SELECT EXISTS (SELECT 1 FROM deleted_note_keys WHERE idempotency_key = $1)`,
+				key).Scan(&deleted); err != nil {
+				return 0, err
+			}
+			if deleted {
+				return 0, errKeyTaken // rolls the new note back
+			}
+			return n.ID, nil
+		})
+		if err == nil {
+			return n, false, nil
+		}
+		if !errors.Is(err, errKeyTaken) {
+			return notes.Note{}, false, fmt.Errorf("create note: %w", err)
+		}
+		n, err = s.replay(ctx, key, fp)
+		if errors.Is(err, errKeyFree) {
+			continue
+		}
+		return n, err == nil, err
+	}
+	return notes.Note{}, false, fmt.Errorf("create note: idempotency key %q neither free nor taken", key)
+}
+
+// replay returns the note that key created, once an INSERT with the key
+// found it taken. Each statement sees what was committed before it began,
+// and a DELETE moves the key to deleted_note_keys in its own transaction:
+// one of the two reads finds it, unless the deleted key was purged in
+// between (errKeyFree).
+func (s *NoteStore) replay(ctx context.Context, key string, fp []byte) (notes.Note, error) {
+	var n notes.Note
+	var stored []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT `+noteColumns+`, idempotency_fingerprint FROM notes WHERE idempotency_key = $1`, key).
+		Scan(&n.ID, &n.Title, &n.Body, &n.CreatedAt, &n.UpdatedAt, &stored)
+	if err == nil {
+		n.CreatedAt, n.UpdatedAt = n.CreatedAt.UTC(), n.UpdatedAt.UTC()
+		if !bytes.Equal(stored, fp) {
+			return notes.Note{}, notes.ErrKeyReused
+		}
+		return n, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return notes.Note{}, fmt.Errorf("create note: read the note of its idempotency key: %w", classify(err))
+	}
+	var id int64
+	err = s.pool.QueryRow(ctx,
+		`SELECT note_id, fingerprint FROM deleted_note_keys WHERE idempotency_key = $1`, key).
+		Scan(&id, &stored)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return notes.Note{}, errKeyFree
+	case err != nil:
+		return notes.Note{}, fmt.Errorf("create note: read the deleted note of its idempotency key: %w", classify(err))
+	case !bytes.Equal(stored, fp):
+		return notes.Note{}, notes.ErrKeyReused
+	}
+	return notes.Note{ID: id}, notes.ErrKeyNoteDeleted
+}
+
 // Get returns the note with the id, or notes.ErrNotFound.
 func (s *NoteStore) Get(ctx context.Context, id int64) (notes.Note, error) {
 	n, err := scanNote(s.pool.QueryRow(ctx,
@@ -111,11 +236,33 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 	return n, nil
 }
 
-// Delete removes a note, or returns notes.ErrNotFound.
+// Delete removes a note, or returns notes.ErrNotFound. The idempotency key
+// of the note, if it has one, moves to deleted_note_keys in the same
+// statement, so that a late replay of its create is refused rather than
+// creating the note again (see CreateIdempotent). The same statement purges
+// up to 100 deleted keys older than deletedKeyRetention, skipping those
+// another delete is purging (SKIP LOCKED: two deletes never wait for, or
+// deadlock on, each other's purge).
 func (s *NoteStore) Delete(ctx context.Context, id int64) error {
 	err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
-		tag, err := tx.Exec(ctx, `DELETE FROM notes WHERE id = $1`, id)
-		if err == nil && tag.RowsAffected() == 0 {
+		var deleted int64
+		err := tx.QueryRow(ctx,
+			`WITH gone AS (
+			     DELETE FROM notes WHERE id = $1
+			     RETURNING id, idempotency_key, idempotency_fingerprint
+			 ), kept AS (
+			     INSERT INTO deleted_note_keys (idempotency_key, note_id, fingerprint)
+			     SELECT idempotency_key, id, idempotency_fingerprint FROM gone
+			     WHERE idempotency_key IS NOT NULL
+			 ), purged AS (
+			     DELETE FROM deleted_note_keys WHERE idempotency_key IN (
+			         SELECT idempotency_key FROM deleted_note_keys
+			         WHERE deleted_at < now() - make_interval(secs => $2)
+			         LIMIT 100 FOR UPDATE SKIP LOCKED)
+			 )
+			 SELECT count(*) FROM gone`,
+			id, deletedKeyRetention.Seconds()).Scan(&deleted)
+		if err == nil && deleted == 0 {
 			err = notes.ErrNotFound
 		}
 		return id, err

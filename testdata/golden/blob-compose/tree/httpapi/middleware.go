@@ -110,12 +110,16 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 // the nginx config keeps too). Anything else - quotes, angle brackets,
 // spaces, control characters - is replaced by a new id, so a hostile header
 // can neither forge log lines nor be echoed into a page or a JSON body.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+func validRequestID(id string) bool { return safeToken(id, 128) }
+
+// safeToken reports whether s is 1 to max bytes of the safe set of
+// validRequestID. The Idempotency-Key of POST /api/notes follows it too.
+func safeToken(s string, max int) bool {
+	if s == "" || len(s) > max {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("._~:/+=@-", c) >= 0) {
 			return false
 		}

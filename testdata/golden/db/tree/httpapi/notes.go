@@ -27,18 +27,92 @@ func (s *Server) notesRoutes() {
 	s.mux.HandleFunc("DELETE /api/notes/{id}", s.deleteNote)
 }
 
+// maxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const maxIdempotencyKey = 255
+
+// createNote is POST /api/notes. With an Idempotency-Key header (the IETF
+// draft "The Idempotency-Key HTTP Header Field") it creates at most one
+// note per key: a retry with the same key and the same title and body
+// answers what the first request answered (201, the note, its Location)
+// plus Idempotent-Replayed: true, and creates nothing. That makes the
+// POST safe to resend - by a client that got no answer, and by the load
+// balancer when the connection to an instance that was going away broke
+// after the request was sent (it adds a key to every request). The same
+// key with another title or body is 422 idempotency_key_reused; a key whose
+// note was deleted since is 409 idempotency_key_note_deleted (nothing is
+// created: a late retry must not bring a deleted note back).
 func (s *Server) createNote(w http.ResponseWriter, r *http.Request) {
+	key, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
 	in, ok := readNoteInput(w, r)
 	if !ok {
 		return
 	}
-	note, err := s.opts.Notes.Create(r.Context(), in)
-	if err != nil {
+	var (
+		note     notes.Note
+		replayed bool
+		err      error
+	)
+	if key == "" {
+		note, err = s.opts.Notes.Create(r.Context(), in)
+	} else {
+		note, replayed, err = s.opts.Notes.CreateIdempotent(r.Context(), key, in)
+	}
+	switch {
+	case errors.Is(err, notes.ErrKeyReused):
+		writeError(w, r, http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key already created a note with a different title or body; "+
+				"send a new key (a UUID) for each note to create, and the same key only to retry the same request")
+		return
+	case errors.Is(err, notes.ErrKeyNoteDeleted):
+		writeError(w, r, http.StatusConflict, "idempotency_key_note_deleted",
+			fmt.Sprintf("note %d, which this Idempotency-Key created, has been deleted since; nothing was created; "+
+				"send a new key to create the note again", note.ID))
+		return
+	case key != "" && errors.Is(err, notes.ErrUnknownOutcome):
+		logger(r.Context()).Error("note write interrupted during its commit", "op", "create", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable",
+			"the database went away during the commit: the note may have been written; "+
+				"retry with the same Idempotency-Key, which creates it at most once")
+		return
+	case err != nil:
 		noteError(w, r, "create", 0, err)
 		return
 	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
 	w.Header().Set("Location", fmt.Sprintf("/api/notes/%d", note.ID))
 	writeJSON(w, http.StatusCreated, note)
+}
+
+// idempotencyKey returns the Idempotency-Key of the request, "" when it has
+// none, answering 400 itself when the key is not acceptable: one header of
+// 1 to 255 bytes from the safe set of X-Request-ID (letters, digits and
+// ._~:/+=@-). The draft's own form, a quoted string ("key"), is the same
+// key as the bare one.
+func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	values, sent := r.Header["Idempotency-Key"]
+	if !sent {
+		return "", true
+	}
+	key := ""
+	if len(values) == 1 {
+		key = values[0]
+		if len(key) >= 2 && key[0] == '"' && key[len(key)-1] == '"' {
+			key = key[1 : len(key)-1]
+		}
+	}
+	if len(values) != 1 || !safeToken(key, maxIdempotencyKey) {
+		writeError(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf(
+			"invalid Idempotency-Key header: send one, of 1 to %d characters among letters, digits and ._~:/+=@- (a UUID will do)",
+			maxIdempotencyKey))
+		return "", false
+	}
+	return key, true
 }
 
 // notePage is one page of GET /api/notes. NextAfter is the after value of

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"example.com/acme/notes/notes"
+	"example.com/acme/notes/notes/notestest"
 )
 
 // memNotes is a notes.Store in memory for handler tests; the PostgreSQL
@@ -25,6 +26,12 @@ type memNotes struct {
 	next  int64
 	notes map[int64]notes.Note
 	fail  error // returned by every call when set
+
+	// keys are the idempotency keys of CreateIdempotent, kept after their
+	// note's delete (as deleted_note_keys keeps them); keyOf finds the key
+	// of a note.
+	keys  map[string]memKey
+	keyOf map[int64]string
 
 	beforeCommit notes.BeforeCommit // called as postgres.NoteStore calls it
 }
@@ -45,7 +52,43 @@ func (m *memNotes) commit(ctx context.Context, id int64, apply func()) error {
 	return nil
 }
 
-func newMemNotes() *memNotes { return &memNotes{notes: map[int64]notes.Note{}} }
+// memKey is what the store remembers of an idempotency key.
+type memKey struct {
+	id      int64
+	in      notes.Input // the input of the create, not the note now
+	deleted bool
+}
+
+func newMemNotes() *memNotes {
+	return &memNotes{notes: map[int64]notes.Note{}, keys: map[string]memKey{}, keyOf: map[int64]string{}}
+}
+
+func (m *memNotes) CreateIdempotent(ctx context.Context, key string, in notes.Input) (notes.Note, bool, error) {
+	if err := in.Validate(); err != nil {
+		return notes.Note{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return notes.Note{}, false, m.fail
+	}
+	if k, ok := m.keys[key]; ok {
+		switch {
+		case k.in != in:
+			return notes.Note{}, false, notes.ErrKeyReused
+		case k.deleted:
+			return notes.Note{ID: k.id}, false, notes.ErrKeyNoteDeleted
+		}
+		return m.notes[k.id], true, nil
+	}
+	now := time.Now().UTC()
+	n := notes.Note{ID: m.next + 1, Title: in.Title, Body: in.Body, CreatedAt: now, UpdatedAt: now}
+	err := m.commit(ctx, n.ID, func() {
+		m.next, m.notes[n.ID] = n.ID, n
+		m.keys[key], m.keyOf[n.ID] = memKey{id: n.ID, in: in}, key
+	})
+	return n, false, err
+}
 
 func (m *memNotes) Create(ctx context.Context, in notes.Input) (notes.Note, error) {
 	m.mu.Lock()
@@ -98,7 +141,14 @@ func (m *memNotes) Delete(ctx context.Context, id int64) error {
 	if _, ok := m.notes[id]; !ok {
 		return notes.ErrNotFound
 	}
-	return m.commit(ctx, id, func() { delete(m.notes, id) })
+	return m.commit(ctx, id, func() {
+		delete(m.notes, id)
+		if key, ok := m.keyOf[id]; ok {
+			k := m.keys[key]
+			k.deleted = true
+			m.keys[key] = k
+		}
+	})
 }
 
 func (m *memNotes) List(_ context.Context, after int64, limit int) ([]notes.Note, error) {
@@ -137,12 +187,22 @@ func newNotesEnv(t *testing.T) *notesEnv {
 // do sends a request and returns the response with its body read.
 func (e *notesEnv) do(method, path, body string) (*http.Response, string) {
 	e.t.Helper()
+	return e.doWith(method, path, body, nil)
+}
+
+// doWith is do with request headers.
+func (e *notesEnv) doWith(method, path, body string, header http.Header) (*http.Response, string) {
+	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
+	req := httptest.NewRequest(method, path, rd)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, httptest.NewRequest(method, path, rd))
+	e.srv.ServeHTTP(rec, req)
 	return rec.Result(), rec.Body.String()
 }
 
@@ -383,6 +443,102 @@ func TestNotesStoreFailureIsHidden(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "SQLSTATE 42P01") || !strings.Contains(e.logs.String(), `"request_id"`) {
 		t.Errorf("the cause is not logged with the request id:\n%s", e.logs)
+	}
+}
+
+// The in-memory store passes the tests every notes.Store must pass.
+func TestMemNotesIdempotency(t *testing.T) {
+	notestest.Idempotency(t, newMemNotes())
+	notestest.ConcurrentKey(t, newMemNotes(), 20)
+}
+
+// POST /api/notes with an Idempotency-Key creates one note however often it
+// is sent: a retry gets the same 201, id and Location, marked as replayed.
+func TestNotesIdempotencyKey(t *testing.T) {
+	e := newNotesEnv(t)
+	key := func(k string) http.Header { return http.Header{"Idempotency-Key": {k}} }
+	const in = `{"title":"groceries","body":"milk"}`
+
+	resp, body := e.doWith("POST", "/api/notes", in, key("8e03978e-40d5-43e8-bc93-6894a57f9324"))
+	e.want(resp, body, http.StatusCreated, "")
+	var first notes.Note
+	if err := json.Unmarshal([]byte(body), &first); err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	if h := resp.Header.Get("Idempotent-Replayed"); h != "" {
+		t.Errorf("first POST: Idempotent-Replayed = %q, want none", h)
+	}
+	// The draft's quoted form is the same key.
+	for _, k := range []string{"8e03978e-40d5-43e8-bc93-6894a57f9324", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`} {
+		resp, again := e.doWith("POST", "/api/notes", in, key(k))
+		e.want(resp, again, http.StatusCreated, "")
+		if again != body || resp.Header.Get("Location") != loc || resp.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay with %s = %s, Location %q, Idempotent-Replayed %q; want %s, %q, true",
+				k, again, resp.Header.Get("Location"), resp.Header.Get("Idempotent-Replayed"), body, loc)
+		}
+	}
+	if len(e.store.notes) != 1 {
+		t.Fatalf("%d notes after a POST and two replays, want 1", len(e.store.notes))
+	}
+
+	// The same key for another note is a client bug: 422, nothing created.
+	resp, body = e.doWith("POST", "/api/notes", `{"title":"groceries","body":"eggs"}`, key("8e03978e-40d5-43e8-bc93-6894a57f9324"))
+	e.want(resp, body, http.StatusUnprocessableEntity, "idempotency_key_reused")
+	if !strings.Contains(body, "Idempotency-Key") || len(e.store.notes) != 1 {
+		t.Fatalf("reuse: %s with %d notes, want a message naming the header and 1 note", body, len(e.store.notes))
+	}
+
+	// Without a key every POST creates a note.
+	e.do("POST", "/api/notes", in)
+	e.do("POST", "/api/notes", in)
+	if len(e.store.notes) != 3 {
+		t.Fatalf("%d notes after two POSTs without a key, want 3", len(e.store.notes))
+	}
+
+	// A replay after the note was deleted does not bring it back.
+	e.do("DELETE", loc, "")
+	resp, body = e.doWith("POST", "/api/notes", in, key("8e03978e-40d5-43e8-bc93-6894a57f9324"))
+	e.want(resp, body, http.StatusConflict, "idempotency_key_note_deleted")
+	if !strings.Contains(body, fmt.Sprintf("note %d", first.ID)) || len(e.store.notes) != 2 {
+		t.Fatalf("replay after delete: %s with %d notes, want it to name note %d and 2 notes", body, len(e.store.notes), first.ID)
+	}
+
+	// A commit cut off is safe to retry with the key: the message says so.
+	e.store.fail = fmt.Errorf("%w: unexpected EOF", notes.ErrUnknownOutcome)
+	resp, body = e.doWith("POST", "/api/notes", in, key("k2"))
+	e.want(resp, body, http.StatusServiceUnavailable, "unavailable")
+	if !strings.Contains(body, "same Idempotency-Key") {
+		t.Errorf("unknown outcome with a key: %s, want it to say to retry with the same key", body)
+	}
+}
+
+// An Idempotency-Key that is not 1 to 255 bytes of the safe set is 400,
+// naming the header, and creates nothing.
+func TestNotesIdempotencyKeyInvalid(t *testing.T) {
+	e := newNotesEnv(t)
+	ok := strings.Repeat("k", 255)
+	resp, body := e.doWith("POST", "/api/notes", `{"title":"a"}`, http.Header{"Idempotency-Key": {ok}})
+	e.want(resp, body, http.StatusCreated, "")
+	for _, h := range [][]string{
+		{""},
+		{`""`},
+		{ok + "k"},
+		{"two words"},
+		{`quo"te`},
+		{"<script>"},
+		{"café"},
+		{"line\nbreak"},
+		{"a", "b"},
+	} {
+		resp, body := e.doWith("POST", "/api/notes", `{"title":"a"}`, http.Header{"Idempotency-Key": h})
+		e.want(resp, body, http.StatusBadRequest, "bad_request")
+		if !strings.Contains(body, "Idempotency-Key") || !strings.Contains(body, "255") {
+			t.Errorf("key %q: %s, want a message naming the header and its rule", h, body)
+		}
+	}
+	if len(e.store.notes) != 1 {
+		t.Fatalf("%d notes, want only the one with a valid key", len(e.store.notes))
 	}
 }
 

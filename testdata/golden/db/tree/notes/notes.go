@@ -5,6 +5,7 @@ package notes
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,6 +33,18 @@ var ErrUnavailable = errors.New("notes unavailable: a service they need does not
 // ErrUnknownOutcome is returned by a Store when the database went away
 // during a write's COMMIT: the write may or may not have taken effect.
 var ErrUnknownOutcome = errors.New("note write interrupted during its commit: it may or may not have been written")
+
+// ErrKeyReused is returned by CreateIdempotent when the key was already
+// used to create a note from a different title or body: a client bug (one
+// key for two requests), never a retry. Nothing was created.
+var ErrKeyReused = errors.New("idempotency key already used for a note with a different title or body")
+
+// ErrKeyNoteDeleted is returned by CreateIdempotent when the key already
+// created a note, from the same title and body, and that note has been
+// deleted since. Nothing was created: a retry of a create must not bring
+// back a note that its owner deleted. The Note returned with it has the ID
+// of the deleted note (and nothing else).
+var ErrKeyNoteDeleted = errors.New("the note created with this idempotency key has been deleted since")
 
 // BeforeCommit is called by a Store inside every update and delete of a
 // note, after the change and before COMMIT; done is called after the
@@ -86,9 +99,31 @@ func (in Input) Validate() error {
 	return nil
 }
 
+// Fingerprint identifies the request that created a note with an
+// idempotency key: a replay must send the same title and body. It is a hash
+// of the input, not the note, so that a replay still matches after the
+// note was updated. Validated fields hold no NUL, so the separator keeps
+// ("a", "bc") and ("ab", "c") apart.
+func (in Input) Fingerprint() []byte {
+	h := sha256.New()
+	h.Write([]byte(in.Title))
+	h.Write([]byte{0})
+	h.Write([]byte(in.Body))
+	return h.Sum(nil)
+}
+
 // Store keeps notes. Implementations are safe for concurrent use.
 type Store interface {
 	Create(ctx context.Context, in Input) (Note, error)
+	// CreateIdempotent creates a note at most once per key (the
+	// Idempotency-Key of POST /api/notes; not empty), however many times
+	// and however concurrently it is called with that key: the first call
+	// creates the note, every other call with the same input returns that
+	// note (as it is now) with replayed true. The same key with another
+	// title or body is ErrKeyReused; a key whose note was deleted since is
+	// ErrKeyNoteDeleted. Keys are global, not per client: a client sends a
+	// unique one (a UUID) per note it means to create.
+	CreateIdempotent(ctx context.Context, key string, in Input) (n Note, replayed bool, err error)
 	// Get, Update and Delete return ErrNotFound when no note has the id.
 	Get(ctx context.Context, id int64) (Note, error)
 	Update(ctx context.Context, id int64, in Input) (Note, error)

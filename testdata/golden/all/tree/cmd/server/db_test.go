@@ -9,6 +9,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,6 +107,81 @@ func TestNotesRoundTrip(t *testing.T) {
 	}
 	if resp, body = call(t, "POST", in.URL+"/api/notes", `{"title":`); resp.StatusCode != 400 {
 		t.Fatalf("POST malformed: %d %s", resp.StatusCode, body)
+	}
+}
+
+// POST /api/notes with an Idempotency-Key, sent 20 times at once to two
+// instances on one database (a client retrying, the load balancer resending
+// after a broken connection): one note exists, and all 20 answers are 201
+// with its id and Location, 19 of them marked Idempotent-Replayed.
+func TestNotesIdempotencyKeyConcurrent(t *testing.T) {
+	url := testsupport.Postgres(t)
+	env := map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s", "DATABASE_URL": url}
+	instances := []*instance{start(t, env), start(t, env)}
+
+	const n = 20
+	type answer struct {
+		status   int
+		id       int64
+		location string
+		replayed bool
+		err      error
+	}
+	answers := make([]answer, n)
+	ready := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			a := &answers[i]
+			req, err := http.NewRequest("POST", instances[i%2].URL+"/api/notes",
+				strings.NewReader(`{"title":"once","body":"however often it is sent"}`))
+			if err != nil {
+				a.err = err
+				return
+			}
+			req.Header.Set("Idempotency-Key", "0b9a6f3e-5d1c-4e8a-9f2b-concurrent")
+			<-ready
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				a.err = err
+				return
+			}
+			defer resp.Body.Close()
+			var note struct {
+				ID int64 `json:"id"`
+			}
+			a.err = json.NewDecoder(resp.Body).Decode(&note)
+			a.status, a.id, a.location = resp.StatusCode, note.ID, resp.Header.Get("Location")
+			a.replayed = resp.Header.Get("Idempotent-Replayed") == "true"
+		})
+	}
+	close(ready)
+	wg.Wait()
+	replayed := 0
+	for i, a := range answers {
+		if a.err != nil || a.status != 201 || a.id != answers[0].id || a.location != fmt.Sprintf("/api/notes/%d", answers[0].id) {
+			t.Errorf("answer %d: %d, note %d, Location %q (%v); want 201 with note %d, as answer 0",
+				i, a.status, a.id, a.location, a.err, answers[0].id)
+		}
+		if a.replayed {
+			replayed++
+		}
+	}
+	if replayed != n-1 {
+		t.Errorf("%d answers marked Idempotent-Replayed, want %d", replayed, n-1)
+	}
+
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var notes int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM notes").Scan(&notes); err != nil {
+		t.Fatal(err)
+	}
+	if notes != 1 {
+		t.Fatalf("%d notes after %d concurrent POSTs with one Idempotency-Key, want 1", notes, n)
 	}
 }
 
