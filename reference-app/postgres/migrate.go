@@ -201,6 +201,13 @@ func Migrate(ctx context.Context, url string, fsys fs.FS, log *slog.Logger) ([]A
 		// Only the files in fsys, not Go migrations a dependency might
 		// have registered globally.
 		goose.WithDisableGlobalRegistry(true),
+		// Each feature owns its migrations, numbered when the feature was
+		// written: a feature added to a project later (scaffold new --force
+		// with more features) can bring files numbered below ones already
+		// applied. goose would refuse them as "missing"; they are applied
+		// first instead. Migrations of different features touch different
+		// tables, so their order across features does not matter.
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)

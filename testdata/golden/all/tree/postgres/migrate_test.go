@@ -184,6 +184,29 @@ func TestMigrateTwiceIsNoOp(t *testing.T) {
 	}
 }
 
+// A feature added later brings migrations numbered below ones already
+// applied (a project with only db has applied 00001 and 00005 when the
+// worker's 00002..00004 arrive): they are applied, not refused as missing.
+func TestMigrateAppliesFeatureAddedLater(t *testing.T) {
+	url := testsupport.Postgres(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	table := func(name string) *fstest.MapFile {
+		return &fstest.MapFile{Data: []byte("-- +goose Up\nCREATE TABLE " + name + " (id int);\n")}
+	}
+	before := fstest.MapFS{"00001_a.sql": table("a"), "00005_e.sql": table("e")}
+	if _, err := Migrate(context.Background(), url, before, log); err != nil {
+		t.Fatal(err)
+	}
+	after := fstest.MapFS{"00001_a.sql": table("a"), "00002_b.sql": table("b"), "00005_e.sql": table("e")}
+	applied, err := Migrate(context.Background(), url, after, log)
+	if err != nil {
+		t.Fatalf("a migration numbered below an applied one: %v", err)
+	}
+	if len(applied) != 1 || applied[0].Version != 2 {
+		t.Fatalf("applied = %+v, want version 2 only", applied)
+	}
+}
+
 func TestMigrateReportsFailedMigration(t *testing.T) {
 	url := testsupport.Postgres(t)
 	fsys := fstest.MapFS{
