@@ -644,16 +644,18 @@ func TestSubscriptionDropClearsLocal(t *testing.T) {
 		t.Fatalf("second Get = %v, want local", src)
 	}
 	srv.Kill(t)
-	srv.Start(t)
-	// The write happened while B was disconnected: B never gets its
-	// invalidation.
-	d.set("k", 2)
+	// B notices while Redis is down. (Waiting for that after the restart
+	// would race with B's resubscription, which ends the lost state.)
 	for deadline := time.Now().Add(5 * time.Second); b.lostAt.Load() < 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("B did not notice that Redis went away")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The write happens while B is disconnected: B never gets its
+	// invalidation.
+	d.set("k", 2)
+	srv.Start(t)
 	waitLeased(t, b)
 	if v, src := get(t, b, d, "k"); v.Version != 2 {
 		t.Fatalf("after reconnecting B served %v %+v, want version 2", src, v)
