@@ -190,7 +190,7 @@ var Features = []Feature{
 			"testsupport/proxy_test.go",
 		},
 		With: map[string][]string{
-			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go"},
+			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go", "clustertest/idempotency_test.go"},
 			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
