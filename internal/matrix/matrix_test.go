@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestMatrix(t *testing.T) {
 				cmd.Env = append(os.Environ(), "GOWORK=off")
 				out, err := cmd.CombinedOutput()
 				if err != nil {
-					t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+					t.Fatalf("%s: %v\n%s\n--- the whole output ---\n%s", strings.Join(args, " "), err, failures(string(out)), out)
 				}
 				t.Logf("%-20s %v", strings.Join(args[1:], " "), time.Since(step).Round(time.Millisecond))
 			}
@@ -97,3 +98,18 @@ func TestMatrix(t *testing.T) {
 		})
 	}
 }
+
+// failures are the lines of go test output that say what failed: the
+// --- FAIL lines and the tests' own messages (file_test.go:N:), put first
+// so that a log cut short still shows them.
+func failures(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if t := strings.TrimSpace(line); strings.HasPrefix(t, "--- FAIL") || testMessage.MatchString(t) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+var testMessage = regexp.MustCompile(`^\w+_test\.go:\d+: `)

@@ -33,7 +33,6 @@ func TestLeaderPaused(t *testing.T) {
 	oldTerm := testsupport.PSQL(t, c.dbURL, "SELECT term FROM leader_lease")
 
 	paused := time.Now()
-	pausedDB := testsupport.PSQL(t, c.dbURL, "SELECT now()")
 	if err := old.sendSignal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +83,17 @@ func TestLeaderPaused(t *testing.T) {
 	}
 
 	// The fence: never two runs of one slot; nothing run under the old
-	// term, nor by the old leader, after the pause.
+	// term, nor by the old leader, once the new term exists (ledDB). Not
+	// "after the pause": a claim the leader sent just before SIGSTOP is
+	// legitimate, and PostgreSQL may start its transaction (started_at)
+	// a little after the signal; that is what the lease allows.
 	if dup := testsupport.PSQL(t, c.dbURL,
 		"SELECT job || ' ' || slot FROM job_runs GROUP BY job, slot HAVING count(*) > 1"); dup != "" {
 		t.Errorf("slots run twice:\n%s", dup)
 	}
 	if stale := testsupport.PSQL(t, c.dbURL, fmt.Sprintf(`SELECT count(*) FROM job_runs
-		WHERE started_at > '%s' AND (term = %s OR instance_id = '%s')`, pausedDB, oldTerm, leader)); stale != "0" {
-		t.Errorf("%s runs claimed by the paused leader or under its term %s after the pause", stale, oldTerm)
+		WHERE started_at > '%s' AND (term = %s OR instance_id = '%s')`, ledDB, oldTerm, leader)); stale != "0" {
+		t.Errorf("%s runs claimed by the paused leader or under its term %s after %s led", stale, oldTerm, next)
 	}
 	// Slots with no run while a live leader existed: from the first full
 	// slot after the takeover to the resume.
