@@ -49,6 +49,10 @@ type Data struct {
 	// SHUTDOWN_TIMEOUT (20s) for the HTTP drain, plus SHUTDOWN_TIMEOUT
 	// again for the worker's jobs, which stop after it.
 	StopGracePeriod string
+	// Bucket is the default S3_BUCKET: the name, unless it is shorter than
+	// the 3 characters S3 requires of a bucket name (a project "r1" gets
+	// "r1-files"). Names are otherwise valid bucket names.
+	Bucket string
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -74,7 +78,15 @@ func newData(a Answers, lock Lock) Data {
 		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:          lock.Require,
+		Bucket:           bucket(a.Name),
 	}
+}
+
+func bucket(name string) string {
+	if len(name) < 3 {
+		return name + "-files"
+	}
+	return name
 }
 
 func instances(n int) []string {

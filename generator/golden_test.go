@@ -254,3 +254,20 @@ func TestNothingIgnored(t *testing.T) {
 		}
 	}
 }
+
+// A project name under 3 characters is valid, but not as an S3 bucket
+// name, which the compose file and the config default take from it.
+func TestShortNameBucket(t *testing.T) {
+	files, err := Generate(Answers{Name: "r1", Module: "example.com/r1", Features: FeatureNames(), LB: DefaultLB, Replicas: 1, Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{
+		"docker-compose.yml": `S3_BUCKET: "r1-files"`,
+		"config/config.go":   `r.str("S3_BUCKET", "r1-files")`,
+	} {
+		if !bytes.Contains(files[p], []byte(want)) {
+			t.Errorf("%s: want %s", p, want)
+		}
+	}
+}
