@@ -191,8 +191,16 @@ func startCluster(t testing.TB, env map[string]string) *cluster {
 	} else {
 		c.lb = testsupport.Nginx(t, rendered, lbAddr)
 	}
-	t.Logf("cluster of %d instances behind %s on %s started in %v", len(c.apps), kind, lbAddr, time.Since(began).Round(time.Millisecond))
+	t.Logf("cluster of %s behind %s on %s started in %v", instances(len(c.apps)), kind, lbAddr, time.Since(began).Round(time.Millisecond))
 	return c
+}
+
+// instances is "1 instance" or "N instances", for messages.
+func instances(n int) string {
+	if n == 1 {
+		return "1 instance"
+	}
+	return fmt.Sprintf("%d instances", n)
 }
 
 // instanceEnv is the environment of one app-N: what docker-compose.yml gives

@@ -69,5 +69,5 @@ func TestMigrationsOnce(t *testing.T) {
 			t.Errorf("migration %d was applied by %v, want exactly one instance", v, appliedBy[v])
 		}
 	}
-	t.Logf("migrations applied by: %v; %d instances ready %v after starting together", appliedBy, len(c.apps), c.appsReady)
+	t.Logf("migrations applied by: %v; %s ready %v after starting together", appliedBy, instances(len(c.apps)), c.appsReady)
 }

@@ -17,7 +17,9 @@ import (
 // answers, but does nothing. Another instance must lead within 3 x
 // LEADER_POLL_INTERVAL of the pause (the lease is 2 polls), no slot may run
 // twice, and when the old leader resumes it must step down without claiming
-// or running anything under its old term.
+// or running anything under its old term. With one instance nothing runs
+// while it is paused (--replicas 2 or more avoids that); what still holds
+// is the step-down and the fence, and that it leads again under a new term.
 func TestLeaderPaused(t *testing.T) {
 	const interval = 250 * time.Millisecond
 	c := startCluster(t, map[string]string{"WORKER_INTERVAL": interval.String()})
@@ -42,6 +44,10 @@ func TestLeaderPaused(t *testing.T) {
 		if n != leader {
 			rest = append(rest, n)
 		}
+	}
+	if len(rest) == 0 {
+		pausedOnly(t, c, old, oldTerm, paused)
+		return
 	}
 	// Ask the others directly, not through the load balancer: it may
 	// still route to the paused instance.
@@ -68,15 +74,7 @@ func TestLeaderPaused(t *testing.T) {
 	if err := old.sendSignal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	// It must not lead: IsLeader is false the moment its deadline passed.
-	if leaderDirect(c, []string{leader}) != "" {
-		t.Errorf("%s reports leading right after it resumed", leader)
-	}
-	if !eventually(5*time.Second, func() bool {
-		return strings.Contains(logText(old), "leader: stepped down")
-	}) {
-		t.Errorf("%s did not log its step-down after it resumed:\n%s", leader, old.tail(20))
-	}
+	stepsDown(t, c, old)
 	time.Sleep(3 * poll) // time for a stale claim or a renew, if it made any
 	if now := leaderDirect(c, all); now != next {
 		t.Errorf("leader %q after %s resumed, want still %s", now, leader, next)
@@ -87,10 +85,7 @@ func TestLeaderPaused(t *testing.T) {
 	// "after the pause": a claim the leader sent just before SIGSTOP is
 	// legitimate, and PostgreSQL may start its transaction (started_at)
 	// a little after the signal; that is what the lease allows.
-	if dup := testsupport.PSQL(t, c.dbURL,
-		"SELECT job || ' ' || slot FROM job_runs GROUP BY job, slot HAVING count(*) > 1"); dup != "" {
-		t.Errorf("slots run twice:\n%s", dup)
-	}
+	noSlotTwice(t, c)
 	if stale := testsupport.PSQL(t, c.dbURL, fmt.Sprintf(`SELECT count(*) FROM job_runs
 		WHERE started_at > '%s' AND (term = %s OR instance_id = '%s')`, ledDB, oldTerm, leader)); stale != "0" {
 		t.Errorf("%s runs claimed by the paused leader or under its term %s after %s led", stale, oldTerm, next)
@@ -109,6 +104,56 @@ func TestLeaderPaused(t *testing.T) {
 	if n, _ := strconv.Atoi(missing); n > 1 {
 		t.Errorf("%d slots had no run while %s led", n, next)
 	}
+}
+
+// stepsDown checks an old leader that has just resumed: it must not lead
+// (IsLeader is false the moment its deadline passed) and must log its
+// step-down.
+func stepsDown(t *testing.T, c *cluster, old *instance) {
+	t.Helper()
+	if leaderDirect(c, []string{old.name}) != "" {
+		t.Errorf("%s reports leading right after it resumed", old.name)
+	}
+	if !eventually(5*time.Second, func() bool {
+		return strings.Contains(logText(old), "leader: stepped down")
+	}) {
+		t.Errorf("%s did not log its step-down after it resumed:\n%s", old.name, old.tail(20))
+	}
+}
+
+func noSlotTwice(t *testing.T, c *cluster) {
+	t.Helper()
+	if dup := testsupport.PSQL(t, c.dbURL,
+		"SELECT job || ' ' || slot FROM job_runs GROUP BY job, slot HAVING count(*) > 1"); dup != "" {
+		t.Errorf("slots run twice:\n%s", dup)
+	}
+}
+
+// pausedOnly is TestLeaderPaused for a cluster of one: nobody can lead
+// while the only instance is paused; when it resumes it steps down, then
+// leads again under a new term, and nothing runs under the old term once
+// the new one exists.
+func pausedOnly(t *testing.T, c *cluster, old *instance, oldTerm string, paused time.Time) {
+	time.Sleep(time.Until(paused.Add(12 * time.Second)))
+	if err := old.sendSignal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stepsDown(t, c, old)
+	var term string
+	if !eventually(10*time.Second, func() bool {
+		term = testsupport.PSQL(t, c.dbURL, "SELECT term FROM leader_lease")
+		return term != oldTerm && leaderDirect(c, []string{old.name}) != ""
+	}) {
+		t.Fatalf("%s does not lead again under a new term within 10s of resuming (term %s)", old.name, term)
+	}
+	ledDB := testsupport.PSQL(t, c.dbURL, "SELECT now()")
+	waitRuns(t, c, old.name, 2)
+	noSlotTwice(t, c)
+	if stale := testsupport.PSQL(t, c.dbURL, fmt.Sprintf(`SELECT count(*) FROM job_runs
+		WHERE started_at > '%s' AND term = %s`, ledDB, oldTerm)); stale != "0" {
+		t.Errorf("%s runs claimed under the old term %s after term %s began", stale, oldTerm, term)
+	}
+	t.Logf("the only instance %s paused for 12s under term %s; it stepped down and leads under term %s", old.name, oldTerm, term)
 }
 
 // leaderDirect asks each instance of names directly and returns the first
