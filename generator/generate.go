@@ -37,6 +37,9 @@ type Data struct {
 
 	// Instances are the compose services of the app: app-1 .. app-N.
 	Instances []string
+	// InstanceCount is "1 instance" or "N instances", and AppRange
+	// "app-1" or "app-1 .. app-N", for prose.
+	InstanceCount, AppRange string
 	// LBConfig is the path of the load balancer's config in the project.
 	LBConfig string
 	// PGMaxConnections is PostgreSQL's max_connections in the compose file:
@@ -74,6 +77,8 @@ func newData(a Answers, lock Lock) Data {
 		Worker:           a.Has("worker"),
 		Compose:          a.Has("compose"),
 		Instances:        instances(a.Replicas),
+		InstanceCount:    map[bool]string{true: "1 instance", false: fmt.Sprintf("%d instances", a.Replicas)}[a.Replicas == 1],
+		AppRange:         map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
 		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
 		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],

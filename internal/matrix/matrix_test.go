@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,80 @@ var checks = [][]string{
 // real behind its load balancer (the whole test runs in internal/conformance).
 var clusterChecks = []string{"go", "test", "-count=1", "-run", "^(TestRoundRobin|TestClusterModeRefusesSingleNodeDefaults|TestLogs)$", "./clustertest/"}
 
+// otherPort is the non-default port the matrix gives half of the projects.
+const otherPort = 9090
+
+// answerRows are the answers besides the features, with every feature on:
+// together with the feature combinations (replicas 3, both load balancers,
+// both ports) they hold every pair of values of replicas (1, 2, 3, 20),
+// load balancer and port (TestMatrixCoversPairs checks it). Their project
+// names are short, as users' are ("r1" is also too short for an S3
+// bucket, which once kept such a project from starting).
+var answerRows = []generator.Answers{
+	{Name: "r1", Replicas: 1, LB: "haproxy", Port: generator.DefaultPort},
+	{Name: "r1n", Replicas: 1, LB: "nginx", Port: otherPort},
+	{Name: "r2", Replicas: 2, LB: "haproxy", Port: otherPort},
+	{Name: "r2n", Replicas: 2, LB: "nginx", Port: generator.DefaultPort},
+	{Name: "r20", Replicas: 20, LB: "haproxy", Port: otherPort},
+	{Name: "r20n", Replicas: 20, LB: "nginx", Port: generator.DefaultPort},
+}
+
+// replicaChecks are what the number of replicas, the load balancer and the
+// port change: the packages whose code has the port or the name in it, and
+// the cluster tests whose meaning depends on the number of instances. The
+// load balancer fault tests need a second instance (with one they skip,
+// saying why), and the rolling restart of 20 instances takes 5 minutes
+// behind nginx (each restarted instance waits out fail_timeout): those run
+// for 2 instances, and in full for 3 in internal/conformance.
+func replicaChecks(replicas int) [][]string {
+	tests := "TestRoundRobin|TestLogs|TestMigrationsOnce|TestOneLeader|TestLeaderPaused"
+	switch {
+	case replicas == 1:
+		tests += "|TestRollingRestart"
+	case replicas < 5:
+		tests += "|TestRollingRestart|TestLBCrashBurst|TestLBFrozenInstance"
+	}
+	return [][]string{
+		{"go", "build", "./..."},
+		{"go", "vet", "./..."},
+		{"go", "test", "-count=1", "-short", "./config/", "./cmd/server/"},
+		{"go", "test", "-count=1", "-run", "^(" + tests + ")$", "./clustertest/"},
+	}
+}
+
+type project struct {
+	name    string
+	answers generator.Answers
+	steps   [][]string
+}
+
+// projects are the feature combinations, then the answer rows.
+func projects() []project {
+	var out []project
+	for i, combo := range generator.Combinations() {
+		name := strings.Join(combo, "+")
+		if name == "" {
+			name = "none"
+		}
+		a := generator.Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo,
+			LB:       generator.LBs[i%len(generator.LBs)], // both load balancers
+			Replicas: generator.DefaultReplicas,
+			Port:     []int{generator.DefaultPort, otherPort}[i/len(generator.LBs)%2], // and both ports with each
+		}
+		steps := checks
+		if a.Has("compose") {
+			steps = append(steps[:len(steps):len(steps)], clusterChecks)
+		}
+		out = append(out, project{name, a, steps})
+	}
+	for _, r := range answerRows {
+		a := r
+		a.Module, a.Features = "example.com/acme/"+r.Name, generator.FeatureNames()
+		out = append(out, project{fmt.Sprintf("all,replicas=%d,lb=%s,port=%d", a.Replicas, a.LB, a.Port), a, replicaChecks(a.Replicas)})
+	}
+	return out
+}
+
 func TestMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: the matrix builds every feature combination")
@@ -52,19 +127,13 @@ func TestMatrix(t *testing.T) {
 		t.Fatal("the matrix needs the go command on PATH")
 	}
 	sem := make(chan struct{}, workers)
-	for i, combo := range generator.Combinations() {
-		name := strings.Join(combo, "+")
-		if name == "" {
-			name = "none"
-		}
-		lb := generator.LBs[i%len(generator.LBs)] // both load balancers get used
+	for _, pr := range projects() {
+		a, name := pr.answers, pr.name
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			start := time.Now()
-			a := generator.Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo,
-				LB: lb, Replicas: 3, Port: 8080}
 			files, err := generator.Generate(a)
 			if err != nil {
 				t.Fatal(err)
@@ -79,11 +148,7 @@ func TestMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			steps := checks
-			if a.Has("compose") {
-				steps = append(steps[:len(steps):len(steps)], clusterChecks)
-			}
-			for _, args := range steps {
+			for _, args := range pr.steps {
 				step := time.Now()
 				cmd := exec.Command(args[0], args[1:]...)
 				cmd.Dir = dir
@@ -94,7 +159,7 @@ func TestMatrix(t *testing.T) {
 				}
 				t.Logf("%-20s %v", strings.Join(args[1:], " "), time.Since(step).Round(time.Millisecond))
 			}
-			t.Logf("features %s (lb %s): %v", name, lb, time.Since(start).Round(time.Millisecond))
+			t.Logf("%s (lb %s, %d replicas, port %d): %v", name, a.LB, a.Replicas, a.Port, time.Since(start).Round(time.Millisecond))
 		})
 	}
 }
@@ -113,3 +178,43 @@ func failures(out string) string {
 }
 
 var testMessage = regexp.MustCompile(`^\w+_test\.go:\d+: `)
+
+// TestMatrixCoversPairs checks the claim of answerRows: every pair of
+// values of replicas, load balancer and port is in some project with
+// compose, counting the trees internal/conformance tests in full (3
+// replicas, port 8080, each load balancer).
+func TestMatrixCoversPairs(t *testing.T) {
+	type row struct {
+		replicas int
+		lb       string
+		port     int
+	}
+	rows := []row{{3, "haproxy", generator.DefaultPort}, {3, "nginx", generator.DefaultPort}}
+	for _, p := range projects() {
+		if p.answers.Has("compose") {
+			rows = append(rows, row{p.answers.Replicas, p.answers.LB, p.answers.Port})
+		}
+	}
+	have := map[string]bool{}
+	for _, r := range rows {
+		have[fmt.Sprintf("replicas=%d lb=%s", r.replicas, r.lb)] = true
+		have[fmt.Sprintf("replicas=%d port=%d", r.replicas, r.port)] = true
+		have[fmt.Sprintf("lb=%s port=%d", r.lb, r.port)] = true
+	}
+	for _, n := range []int{generator.MinReplicas, 2, generator.DefaultReplicas, generator.MaxReplicas} {
+		for _, lb := range generator.LBs {
+			for _, port := range []int{generator.DefaultPort, otherPort} {
+				for _, pair := range []string{
+					fmt.Sprintf("replicas=%d lb=%s", n, lb),
+					fmt.Sprintf("replicas=%d port=%d", n, port),
+					fmt.Sprintf("lb=%s port=%d", lb, port),
+				} {
+					if !have[pair] {
+						t.Errorf("no project of the matrix has %s", pair)
+						have[pair] = true // once
+					}
+				}
+			}
+		}
+	}
+}
