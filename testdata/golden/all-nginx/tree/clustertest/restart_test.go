@@ -66,7 +66,10 @@ func TestRollingRestart(t *testing.T) {
 	// that is draining.
 	const workers = 32
 	const maxRequests = 200000
-	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Each restart takes the drain delay, the start, and up to nginx's
+	// fail_timeout (10s) before the instance is back in rotation: about
+	// 19s under this load; 30s each leaves room on a slow machine.
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute+time.Duration(len(c.apps))*30*time.Second)
 	defer stop()
 	var sent, failed atomic.Int64
 	var mu sync.Mutex
