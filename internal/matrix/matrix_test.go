@@ -159,7 +159,7 @@ func TestMatrix(t *testing.T) {
 				}
 				t.Logf("%-20s %v", strings.Join(args[1:], " "), time.Since(step).Round(time.Millisecond))
 			}
-			t.Logf("%s (lb %s, %d replicas, port %d): %v", name, a.LB, a.Replicas, a.Port, time.Since(start).Round(time.Millisecond))
+			t.Logf("%s (lb %s, replicas %d, port %d): %v", name, a.LB, a.Replicas, a.Port, time.Since(start).Round(time.Millisecond))
 		})
 	}
 }

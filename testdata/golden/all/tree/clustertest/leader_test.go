@@ -40,9 +40,14 @@ func TestOneLeader(t *testing.T) {
 		}
 	}
 	if len(rest) == 0 {
-		if err := c.byName(leader).start(); err != nil {
+		a := c.byName(leader)
+		if err := a.start(); err != nil {
 			t.Fatal(err)
 		}
+		if err := a.waitReady(30 * time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, a.tail(40))
+		}
+		c.waitInRotation(t, a, 30*time.Second)
 		rest = all
 	}
 	var next string
