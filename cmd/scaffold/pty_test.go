@@ -386,3 +386,26 @@ func assertEmpty(t *testing.T, dir string) {
 		t.Errorf("written although interrupted: %s", filepath.Join(dir, e.Name()))
 	}
 }
+
+// TestPTYNonEmptyDirFailsBeforeAsking runs on a terminal into a non-empty DIR:
+// the error comes before the first question, not after the last.
+func TestPTYNonEmptyDirFailsBeforeAsking(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "used")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t)
+	s.exec("new", dir)
+	s.expect("scaffold: " + dir + " is not empty")
+	err := s.wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("scaffold into a non-empty DIR: %v, want exit status 1", err)
+	}
+	if strings.Contains(s.seen.String(), "Project name") {
+		t.Errorf("asked a question before refusing DIR:\n%q", s.seen.String())
+	}
+}

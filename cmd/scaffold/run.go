@@ -121,6 +121,13 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 		return fmt.Errorf("new takes one DIR, got %s (usage: scaffold new [flags] DIR)", strings.Join(c.Args().Slice(), " "))
 	}
 	dir := c.Args().First()
+	force := c.Bool("force")
+
+	// DIR is checked before the first question, so that nobody answers them
+	// all only to learn that DIR cannot be used. Write checks it again.
+	if _, err := writer.Check(dir, nil, nil, force); err != nil {
+		return err
+	}
 
 	a, err := collectAnswers(c, dir, stdin, stdout, stderr)
 	if err != nil {
@@ -134,7 +141,6 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	force := c.Bool("force")
 	if c.Bool("dry-run") {
 		plan, err := writer.Check(dir, files, secrets, force)
 		if err != nil {
