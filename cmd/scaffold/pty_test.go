@@ -167,13 +167,14 @@ func (s *session) fatalf(format string, args ...any) {
 	s.t.Fatalf(format+"\nscreen:\n%s\nterminal output:\n%q", append(args, strings.Join(screen, "\n"), s.seen.String())...)
 }
 
-// pickFeatures is what the interactive test chooses: cache (which needs db)
-// and blob when they exist, else the last feature, else none. It works with
+// pickFeatures is what the interactive test chooses: cache (which needs db),
+// blob and compose (so that the load balancer is asked) when they exist,
+// else the last feature, else none. It works with
 // whatever features the generator has.
 func pickFeatures() []string {
 	var pick []string
 	for _, f := range generator.Features {
-		if f.Name == "cache" || f.Name == "blob" {
+		if f.Name == "cache" || f.Name == "blob" || f.Name == "compose" {
 			pick = append(pick, f.Name)
 		}
 	}
@@ -407,5 +408,31 @@ func TestPTYNonEmptyDirFailsBeforeAsking(t *testing.T) {
 	}
 	if strings.Contains(s.seen.String(), "Project name") {
 		t.Errorf("asked a question before refusing DIR:\n%q", s.seen.String())
+	}
+}
+
+// TestPTYNoComposeAsksNoLB chooses features without compose: the load
+// balancer and replicas change nothing then, so they are not asked, and
+// .scaffold.yaml records their defaults.
+func TestPTYNoComposeAsksNoLB(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "x")
+	s := newSession(t)
+	s.run("new", "--name", "x", "--module", "example.com/x", "--features", "db", dir)
+	s.expect("HTTP port")
+	s.send(keyEnter)
+	s.expect("Generate it?")
+	s.send(keyEnter)
+	if err := s.wait(); err != nil {
+		t.Fatalf("scaffold new on a terminal: %v\n%s", err, s.seen.String())
+	}
+	for _, q := range []string{"Load balancer", "App instances"} {
+		if strings.Contains(s.seen.String(), q) {
+			t.Errorf("asked %q without compose:\n%q", q, s.seen.String())
+		}
+	}
+	want := generator.Answers{Name: "x", Module: "example.com/x", Features: []string{"db"},
+		LB: generator.DefaultLB, Replicas: generator.DefaultReplicas, Port: generator.DefaultPort}
+	if got := readAnswers(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf(".scaffold.yaml answers = %+v, want %+v", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -80,9 +81,10 @@ do not give. DIR must be new or empty unless --force is given; the project is
 written to a temporary directory beside DIR and renamed into place, so no
 half-written project is left behind.
 
-Bounds: --port 1..65535, --replicas ` + "1..20" + `. Features: see "scaffold features".
+The load balancer and the replicas are asked for (and required without a
+terminal) only when compose is on; otherwise they take their defaults.
 With --yes, what is not given takes its default: name from DIR, module
-example.com/NAME, all features, --lb nginx, --replicas 3, --port 8080.`
+example.com/NAME, all features, --lb haproxy, --replicas 3, --port 8080.`
 
 func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
@@ -95,9 +97,9 @@ func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
 			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, checked like the go command checks it (default with --yes: example.com/NAME)"},
 			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
-			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`", DefaultText: generator.DefaultLB},
-			&cli.IntFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d", generator.MinReplicas, generator.MaxReplicas), DefaultText: fmt.Sprint(generator.DefaultReplicas)},
-			&cli.IntFlag{Name: "port", Usage: "HTTP `PORT` of the app, 1..65535", DefaultText: fmt.Sprint(generator.DefaultPort)},
+			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
+			&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
+			&cli.StringFlag{Name: "port", Usage: fmt.Sprintf("HTTP `PORT` of the app, 1..65535 (default with --yes: %d)", generator.DefaultPort)},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
 			&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
@@ -245,11 +247,22 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if c.IsSet("lb") {
 		a.LB, given["lb"] = c.String("lb"), true
 	}
-	if c.IsSet("replicas") {
-		a.Replicas, given["replicas"] = c.Int("replicas"), true
-	}
-	if c.IsSet("port") {
-		a.Port, given["port"] = c.Int("port"), true
+	// The numbers are string flags, parsed here: the flag package would say
+	// "parse error" with a one-dash flag name, and an int flag shows
+	// "(default: 0)" in the help.
+	for _, n := range []struct {
+		key string
+		to  *int
+	}{{"replicas", &a.Replicas}, {"port", &a.Port}} {
+		if !c.IsSet(n.key) {
+			continue
+		}
+		v := c.String(n.key)
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return a, fmt.Errorf("--%s %q is not a whole number (%s)", n.key, v, numberFix[n.key])
+		}
+		*n.to, given[n.key] = i, true
 	}
 	checks := []struct {
 		key   string
@@ -282,11 +295,21 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		}
 	}
 
+	if given["features"] {
+		// Resolved now, so that whether compose is on is known before
+		// deciding what to ask or require.
+		a.Features, _ = generator.Resolve(a.Features)
+	}
 	if !yes && !interactive {
 		// The name has a default that comes from DIR, which is given; the
-		// other answers are asked for, so without a terminal they must be given.
+		// other answers are asked for, so without a terminal they must be
+		// given. The load balancer and replicas matter only to the compose
+		// file, so they are required only when compose is known to be on.
 		var missing []string
 		for _, k := range []string{"module", "features", "lb", "replicas", "port"} {
+			if (k == "lb" || k == "replicas") && !(given["features"] && a.Has("compose")) {
+				continue
+			}
 			if !given[k] {
 				missing = append(missing, "--"+k)
 			}
@@ -324,8 +347,13 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 			fmt.Fprintf(stderr, "scaffold: %s needs %s, so %s is on too\n", ad.NeededBy, ad.Feature, ad.Feature)
 		}
 	}
-	ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
-	ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
+	// Without compose the load balancer and replicas change nothing in the
+	// project: they are not asked and take their defaults below (they are
+	// still recorded in .scaffold.yaml).
+	if a.Has("compose") {
+		ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
+		ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
+	}
 	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
 	if errors.Is(err, prompt.ErrInterrupted) {
 		return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
@@ -341,10 +369,10 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if !given["features"] && !interactive {
 		a.Features, _ = generator.Resolve(generator.DefaultFeatures())
 	}
-	if !given["lb"] && !interactive {
+	if !given["lb"] && (!interactive || !a.Has("compose")) {
 		a.LB = generator.DefaultLB
 	}
-	if !given["replicas"] && !interactive {
+	if !given["replicas"] && (!interactive || !a.Has("compose")) {
 		a.Replicas = generator.DefaultReplicas
 	}
 	if !given["port"] && !interactive {
@@ -370,6 +398,12 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		}
 	}
 	return a, nil
+}
+
+// numberFix says what the number flags take, for a value that is not a number.
+var numberFix = map[string]string{
+	"replicas": fmt.Sprintf("use --replicas between %d and %d", generator.MinReplicas, generator.MaxReplicas),
+	"port":     "use --port between 1 and 65535",
 }
 
 func summary(dir string, a generator.Answers) string {
