@@ -168,6 +168,32 @@ func CheckName(name string) error {
 	return nil
 }
 
+// DeriveName makes a project name from s, the last element of DIR, the way
+// create-vite makes a package name from a directory: lowercase, each run of
+// characters other than a-z and 0-9 becomes one '-', no '-' at either end,
+// at most MaxNameLen characters. ok is false when what is left is not a
+// valid name (nothing, or no letter first); the caller then needs --name.
+func DeriveName(s string) (name string, ok bool) {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+		} else {
+			dash = true
+		}
+	}
+	name = b.String()
+	if len(name) > MaxNameLen {
+		name = strings.TrimRight(name[:MaxNameLen], "-")
+	}
+	return name, CheckName(name) == nil
+}
+
 // CheckModule reports whether path is a valid module path, checked by the
 // same code the go command uses.
 func CheckModule(path string) error {

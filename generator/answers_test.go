@@ -158,3 +158,26 @@ func TestParseFileErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestDeriveName(t *testing.T) {
+	long := strings.Repeat("a", MaxNameLen-1) + "_b"
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"shop", "shop", true},
+		{"My_Service", "my-service", true},
+		{"my app", "my-app", true},
+		{"--My  App!!", "my-app", true},
+		{"Shop.v2", "shop-v2", true},
+		{long, strings.Repeat("a", MaxNameLen-1), true}, // cut, then no '-' at the end
+		{"2024", "2024", false},
+		{"___", "", false},
+		{"", "", false},
+	} {
+		got, ok := DeriveName(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("DeriveName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

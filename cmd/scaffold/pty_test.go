@@ -436,3 +436,22 @@ func TestPTYNoComposeAsksNoLB(t *testing.T) {
 		t.Errorf(".scaffold.yaml answers = %+v, want %+v", got, want)
 	}
 }
+
+// TestPTYNameDefaultIsValid: a DIR that is not a valid name pre-fills the
+// name it gives, which Enter takes.
+func TestPTYNameDefaultIsValid(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "My_Service")
+	s := newSession(t)
+	s.run("new", "--module", "example.com/x", "--features", "none", "--port", "8080", dir)
+	s.expect("Project name:")
+	s.expect("(my-service)")
+	s.send(keyEnter)
+	s.expect("Generate it?")
+	s.send(keyEnter)
+	if err := s.wait(); err != nil {
+		t.Fatalf("scaffold new on a terminal: %v\n%s", err, s.seen.String())
+	}
+	if got := readAnswers(t, dir).Name; got != "my-service" {
+		t.Errorf(".scaffold.yaml name = %q, want my-service", got)
+	}
+}

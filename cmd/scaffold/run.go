@@ -161,7 +161,7 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	for _, p := range plan.Kept {
 		fmt.Fprintf(stdout, "kept     %s (it holds secrets)\n", filepath.Join(dir, p))
 	}
-	next := "cd " + dir + " and read README.md"
+	next := "cd " + shellQuote(dir) + " and read README.md"
 	if filepath.Clean(dir) == "." {
 		next = "read README.md"
 	}
@@ -282,7 +282,13 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		}
 	}
 
-	defaultName := dirName(dir)
+	// The name DIR gives, made valid; interactively it is the pre-filled
+	// answer, so it must be valid itself, or empty when none can be made.
+	dirBase := dirName(dir)
+	defaultName, nameOK := generator.DeriveName(dirBase)
+	if !nameOK {
+		defaultName = ""
+	}
 	yes := c.Bool("yes")
 	interactive := false
 	var p *prompt.Prompter
@@ -332,9 +338,12 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	}
 	ask("name", func() (e error) { a.Name, e = p.Name(defaultName); return })
 	if !given["name"] && !interactive {
+		if !nameOK {
+			return a, fmt.Errorf("cannot make a project name from DIR %s (pass --name with lowercase letters, digits and '-', starting with a letter)", shellQuote(dir))
+		}
 		a.Name = defaultName
-		if e := generator.CheckName(a.Name); e != nil {
-			return a, fmt.Errorf("DIR %s makes the invalid name %q (pass --name with lowercase letters, digits and '-', starting with a letter)", dir, a.Name)
+		if a.Name != dirBase {
+			fmt.Fprintf(stderr, "scaffold: project name %q (from DIR %s; pass --name to choose another)\n", a.Name, shellQuote(dir))
 		}
 	}
 	ask("module", func() (e error) { a.Module, e = p.Module(generator.DefaultModule(a.Name)); return })
@@ -421,6 +430,15 @@ func dirName(dir string) string {
 		dir = abs
 	}
 	return filepath.Base(dir)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so that a printed
+// command can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+=,-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func joinAnd(items []string) string {
