@@ -194,10 +194,21 @@ func DeriveName(s string) (name string, ok bool) {
 	return name, CheckName(name) == nil
 }
 
-// CheckModule reports whether path is a valid module path, checked by the
-// same code the go command uses.
+// CheckModule reports whether path is a module path that `go mod init`
+// accepts: the same checks, from the same library (module.CheckImportPath,
+// then the major version suffix). A single word like "shop" is accepted, as
+// go mod init accepts it. A pasted URL or git address gets its own message
+// with the path it probably meant.
 func CheckModule(path string) error {
-	if err := module.CheckPath(path); err != nil {
+	if scheme, meant, ok := urlLike(path); ok {
+		fix := "drop the " + scheme
+		if CheckModule(meant) == nil {
+			fix += ": use " + meant
+		}
+		return &Error{Key: "module", What: fmt.Sprintf("module path %q is a URL, not a module path", path), Fix: fix}
+	}
+	err := module.CheckImportPath(path)
+	if err != nil {
 		reason := err.Error()
 		if e, ok := err.(*module.InvalidPathError); ok {
 			reason = e.Err.Error()
@@ -205,7 +216,33 @@ func CheckModule(path string) error {
 		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: %s", path, reason),
 			Fix: "use a path like example.com/acme/shop"}
 	}
+	if _, _, ok := module.SplitPathVersion(path); !ok {
+		// The go command's words for the same refusal.
+		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: major version suffixes must be in the form of /vN and are only allowed for v2 or later", path),
+			Fix: "drop the suffix, or use /v2 or later"}
+	}
 	return nil
+}
+
+var (
+	schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+	scpRE    = regexp.MustCompile(`^([A-Za-z0-9._-]+@)([A-Za-z0-9.-]+):(.*)$`) // git@github.com:acme/shop.git
+)
+
+// urlLike recognizes a URL or an scp-like git address given as a module
+// path, and returns the prefix to drop and the module path it names.
+func urlLike(s string) (scheme, meant string, ok bool) {
+	if m := schemeRE.FindString(s); m != "" {
+		rest := s[len(m):]
+		if i := strings.Index(rest, "@"); i >= 0 && i < strings.IndexAny(rest+"/", "/") {
+			rest = rest[i+1:] // ssh://git@host/...: the user is not part of the path
+		}
+		return m, strings.TrimSuffix(strings.TrimSuffix(rest, "/"), ".git"), true
+	}
+	if m := scpRE.FindStringSubmatch(s); m != nil {
+		return m[1], m[2] + "/" + strings.TrimSuffix(strings.TrimSuffix(m[3], "/"), ".git"), true
+	}
+	return "", "", false
 }
 
 // CheckLB reports whether lb is a known load balancer.

@@ -181,3 +181,26 @@ func TestDeriveName(t *testing.T) {
 		}
 	}
 }
+
+// CheckModule accepts what go mod init accepts, and says what to drop from a
+// pasted URL.
+func TestCheckModule(t *testing.T) {
+	for _, ok := range []string{"shop", "example.com/acme/shop", "github.com/acme/shop/v2", "acme/shop", "gopkg.in/yaml.v3"} {
+		if err := CheckModule(ok); err != nil {
+			t.Errorf("CheckModule(%q) = %v, want nil", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"https://github.com/acme/shop":       `module path "https://github.com/acme/shop" is a URL, not a module path (drop the https://: use github.com/acme/shop)`,
+		"http://example.com/shop/":           `module path "http://example.com/shop/" is a URL, not a module path (drop the http://: use example.com/shop)`,
+		"ssh://git@github.com/acme/shop.git": `module path "ssh://git@github.com/acme/shop.git" is a URL, not a module path (drop the ssh://: use github.com/acme/shop)`,
+		"git@github.com:acme/shop.git":       `module path "git@github.com:acme/shop.git" is a URL, not a module path (drop the git@: use github.com/acme/shop)`,
+		"foo bar":                            `invalid module path "foo bar": invalid char ' ' (use a path like example.com/acme/shop)`,
+		"example.com/shop/v1":                `invalid module path "example.com/shop/v1": major version suffixes must be in the form of /vN and are only allowed for v2 or later (drop the suffix, or use /v2 or later)`,
+	} {
+		err := CheckModule(in)
+		if err == nil || err.Error() != want {
+			t.Errorf("CheckModule(%q) = %v\nwant %s", in, err, want)
+		}
+	}
+}

@@ -203,8 +203,9 @@ func TestPTYAnswersMakeTheSameTreeAsFlags(t *testing.T) {
 	s.send(name + keyEnter)
 
 	s.expect("Go module path:")
-	s.send("shop" + keyEnter)
-	s.expect("Sorry, your reply was invalid: " + generator.CheckModule("shop").Error())
+	const url = "https://github.com/acme/shop" // pasted: refused, with the fix
+	s.send(url + keyEnter)
+	s.expect("Sorry, your reply was invalid: " + generator.CheckModule(url).Error())
 	s.expect("Go module path:") // asked again
 	s.send(module + keyEnter)
 

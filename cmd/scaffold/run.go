@@ -95,7 +95,7 @@ func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
-			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, checked like the go command checks it (default with --yes: example.com/NAME)"},
+			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, accepted when go mod init accepts it, e.g. shop or github.com/acme/shop (default with --yes: example.com/NAME)"},
 			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
 			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
 			&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
