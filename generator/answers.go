@@ -76,6 +76,9 @@ type Error struct {
 	Key  string // the answers key ("port") the problem is about
 	What string
 	Fix  string
+	// AskFix is the fix in words for a prompt, which names no flag; empty
+	// when Fix names none either.
+	AskFix string
 }
 
 func (e *Error) Error() string { return e.What + " (" + e.Fix + ")" }
@@ -163,7 +166,8 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 func CheckName(name string) error {
 	if !nameRE.MatchString(name) || len(name) > MaxNameLen || strings.HasSuffix(name, "-") {
 		return &Error{Key: "name", What: fmt.Sprintf("invalid name %q", name),
-			Fix: fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. --name my-shop", MaxNameLen)}
+			Fix:    fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. --name my-shop", MaxNameLen),
+			AskFix: fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. my-shop", MaxNameLen)}
 	}
 	return nil
 }
@@ -248,7 +252,8 @@ func urlLike(s string) (scheme, meant string, ok bool) {
 // CheckLB reports whether lb is a known load balancer.
 func CheckLB(lb string) error {
 	if !slices.Contains(LBs, lb) {
-		return &Error{Key: "lb", What: fmt.Sprintf("unknown load balancer %q", lb), Fix: "use --lb " + strings.Join(LBs, " or --lb ")}
+		return &Error{Key: "lb", What: fmt.Sprintf("unknown load balancer %q", lb), Fix: "use --lb " + strings.Join(LBs, " or --lb "),
+			AskFix: "choose " + strings.Join(LBs, " or ")}
 	}
 	return nil
 }
@@ -257,7 +262,8 @@ func CheckLB(lb string) error {
 func CheckReplicas(n int) error {
 	if n < MinReplicas || n > MaxReplicas {
 		return &Error{Key: "replicas", What: fmt.Sprintf("replicas %d is out of range", n),
-			Fix: fmt.Sprintf("use --replicas between %d and %d", MinReplicas, MaxReplicas)}
+			Fix:    fmt.Sprintf("use --replicas between %d and %d", MinReplicas, MaxReplicas),
+			AskFix: fmt.Sprintf("use a number between %d and %d", MinReplicas, MaxReplicas)}
 	}
 	return nil
 }
@@ -265,7 +271,8 @@ func CheckReplicas(n int) error {
 // CheckPort reports whether n is a usable TCP port.
 func CheckPort(n int) error {
 	if n < 1 || n > 65535 {
-		return &Error{Key: "port", What: fmt.Sprintf("port %d is out of range", n), Fix: "use --port between 1 and 65535"}
+		return &Error{Key: "port", What: fmt.Sprintf("port %d is out of range", n), Fix: "use --port between 1 and 65535",
+			AskFix: "use a number between 1 and 65535"}
 	}
 	return nil
 }

@@ -232,9 +232,9 @@ func TestPTYAnswersMakeTheSameTreeAsFlags(t *testing.T) {
 	}
 	s.send(keyEnter)
 
-	s.expect("App instances behind the load balancer:")
+	s.expect("App instances behind the load balancer (1..20):")
 	s.send(strconv.Itoa(replicas) + keyEnter)
-	s.expect("HTTP port:")
+	s.expect("HTTP port (1..65535):")
 	s.send(strconv.Itoa(port) + keyEnter)
 
 	list := strings.Join(features, ", ")
@@ -324,9 +324,9 @@ func TestPTYAsksOnlyWhatFlagsDidNotGive(t *testing.T) {
 	}
 	s.expect("Load balancer:")
 	s.send(keyEnter)
-	s.expect("App instances behind the load balancer:")
+	s.expect("App instances behind the load balancer (1..20):")
 	s.send(keyEnter)
-	s.expect("HTTP port:")
+	s.expect("HTTP port (1..65535):")
 	s.send(keyEnter)
 	s.expect("Generate it?")
 	s.send(keyEnter)
@@ -455,4 +455,102 @@ func TestPTYNameDefaultIsValid(t *testing.T) {
 	if got := readAnswers(t, dir).Name; got != "my-service" {
 		t.Errorf(".scaffold.yaml name = %q, want my-service", got)
 	}
+}
+
+// screen is what the terminal shows now, lines trimmed.
+func (s *session) screen() string {
+	var lines []string
+	for _, line := range strings.Split(s.vt.String(), "\n") {
+		lines = append(lines, strings.TrimRight(line, " "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestPTYPromptHelpAndErrors: every question has ? help, the numbers show
+// their bounds, errors in prompts name no flag, and an empty feature choice
+// shows "none".
+func TestPTYPromptHelpAndErrors(t *testing.T) {
+	t.Run("without compose", func(t *testing.T) {
+		parent := t.TempDir()
+		s := newSession(t)
+		s.run("new", "--name", "x", "--module", "example.com/x", filepath.Join(parent, "x"))
+		s.expect("Features:")
+		s.send("?")
+		s.expect("Space turns the feature under the cursor on or off")
+		s.send(keyLeft, keyEnter) // none
+		s.expect("HTTP port (1..65535):")
+		if !strings.Contains(s.screen(), "? Features: none") {
+			t.Errorf("an empty choice does not show none:\n%s", s.screen())
+		}
+		s.send("?" + keyEnter)
+		s.expect("The port each instance listens on")
+		s.expect("HTTP port (1..65535):")
+		s.send("0" + keyEnter)
+		s.expect("port 0 is out of range (use a number between 1 and 65535)")
+		s.expect("HTTP port (1..65535):")
+		s.send("80x" + keyEnter)
+		s.expect(`"80x" is not a whole number`)
+		s.expect("HTTP port (1..65535):")
+		s.send(keyEnter)
+		s.expect("Generate it?")
+		s.send("?" + keyEnter)
+		s.expect("n ends without writing anything")
+		s.expect("Generate it?")
+		s.send("n" + keyEnter)
+		if err := s.wait(); err == nil || !strings.Contains(err.Error(), "not confirmed") {
+			t.Errorf("run after n = %v, want a \"not confirmed\" error", err)
+		}
+		if strings.Contains(s.seen.String(), "--") {
+			t.Errorf("a prompt names a flag:\n%q", s.seen.String())
+		}
+		assertEmpty(t, parent)
+	})
+	t.Run("with compose", func(t *testing.T) {
+		parent := t.TempDir()
+		s := newSession(t)
+		s.run("new", "--module", "example.com/x", "--features", "compose", filepath.Join(parent, "x"))
+		s.expect("Project name:")
+		s.send("?" + keyEnter)
+		s.expect("used for the binary, the service and the compose project")
+		s.expect("Project name:")
+		s.send("X" + keyEnter)
+		s.expect(`invalid name "X" (use lowercase letters, digits and '-', starting with a letter, at most 63 characters, e.g. my-shop)`)
+		s.expect("Project name:")
+		s.send(keyEnter)
+		s.expect("Load balancer:")
+		s.send("?")
+		s.expect("What spreads requests over the instances")
+		s.send(keyEnter)
+		s.expect("App instances behind the load balancer (1..20):")
+		s.send("?" + keyEnter)
+		s.expect("How many copies of the app docker compose starts")
+		s.send("21" + keyEnter)
+		s.expect("replicas 21 is out of range (use a number between 1 and 20)")
+		s.expect("App instances behind the load balancer (1..20):")
+		s.expect(hideCursor)
+		s.send(keyCtrlC)
+		if err := s.wait(); err == nil || !strings.Contains(err.Error(), "interrupted, nothing written") {
+			t.Errorf("run after Ctrl-C = %v, want an \"interrupted, nothing written\" error", err)
+		}
+		if strings.Contains(s.seen.String(), "--") {
+			t.Errorf("a prompt names a flag:\n%q", s.seen.String())
+		}
+		assertEmpty(t, parent)
+	})
+}
+
+// TestPTYCtrlDWritesNothing: Ctrl-D at a question ends the command like
+// Ctrl-C, where survey would take it as Enter and accept the default.
+func TestPTYCtrlDWritesNothing(t *testing.T) {
+	parent := t.TempDir()
+	s := newSession(t)
+	s.run("new", "--module", "example.com/x", "--features", "none", "--port", "8080", filepath.Join(parent, "shop"))
+	s.expect("Project name:")
+	s.expect(hideCursor)
+	s.send("\x04")
+	err := s.wait()
+	if err == nil || !strings.Contains(err.Error(), "input ended (Ctrl-D), nothing written") {
+		t.Errorf("run after Ctrl-D = %v, want an \"input ended (Ctrl-D), nothing written\" error", err)
+	}
+	assertEmpty(t, parent)
 }

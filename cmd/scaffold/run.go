@@ -364,11 +364,8 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
 	}
 	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
-	if errors.Is(err, prompt.ErrInterrupted) {
-		return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
-	}
 	if err != nil {
-		return a, fmt.Errorf("prompt: %v", err)
+		return a, promptError(err)
 	}
 
 	// Defaults for what is still missing (--yes).
@@ -396,11 +393,8 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 
 	if interactive {
 		ok, err := p.Confirm(summary(dir, a))
-		if errors.Is(err, prompt.ErrInterrupted) {
-			return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
-		}
 		if err != nil {
-			return a, fmt.Errorf("prompt: %v", err)
+			return a, promptError(err)
 		}
 		if !ok {
 			return a, errors.New("not confirmed, nothing written (run scaffold new again to change the answers)")
@@ -413,6 +407,20 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 var numberFix = map[string]string{
 	"replicas": fmt.Sprintf("use --replicas between %d and %d", generator.MinReplicas, generator.MaxReplicas),
 	"port":     "use --port between 1 and 65535",
+}
+
+// errInterrupted is the error of a run ended by Ctrl-C; main exits 130 on it.
+var errInterrupted = errors.New("interrupted, nothing written (run scaffold new again to start over)")
+
+// promptError is the one-line error for a prompt that did not get an answer.
+func promptError(err error) error {
+	switch {
+	case errors.Is(err, prompt.ErrInterrupted):
+		return errInterrupted
+	case errors.Is(err, prompt.ErrEOF):
+		return errors.New("input ended (Ctrl-D), nothing written (run scaffold new again to start over)")
+	}
+	return fmt.Errorf("prompt: %v", err)
 }
 
 func summary(dir string, a generator.Answers) string {
