@@ -200,7 +200,7 @@ func DeriveName(s string) (name string, ok bool) {
 
 // CheckModule reports whether path is a module path that `go mod init`
 // accepts: the same checks, from the same library (module.CheckImportPath,
-// then the major version suffix). A single word like "shop" is accepted, as
+// the two reserved paths, then the major version suffix). A single word like "shop" is accepted, as
 // go mod init accepts it. A pasted URL or git address gets its own message
 // with the path it probably meant.
 func CheckModule(path string) error {
@@ -218,6 +218,10 @@ func CheckModule(path string) error {
 			reason = e.Err.Error()
 		}
 		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: %s", path, reason),
+			Fix: "use a path like example.com/acme/shop"}
+	}
+	if path == "go" || path == "toolchain" {
+		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: module path is reserved", path),
 			Fix: "use a path like example.com/acme/shop"}
 	}
 	if _, _, ok := module.SplitPathVersion(path); !ok {

@@ -107,7 +107,7 @@ func TestChecks(t *testing.T) {
 		{CheckName("shop_x"), `invalid name "shop_x"`},
 		{CheckName("shop-"), `invalid name "shop-"`},
 		{CheckName(strings.Repeat("a", 64)), `invalid name "aaaa`},
-		{CheckModule("shop"), `invalid module path "shop": missing dot in first path element (use a path like example.com/acme/shop)`},
+		{CheckModule("-shop"), `invalid module path "-shop": leading dash (use a path like example.com/acme/shop)`},
 		{CheckModule("example.com/a b"), `invalid module path "example.com/a b": invalid char ' '`},
 		{CheckPort(0), `port 0 is out of range (use --port between 1 and 65535)`},
 		{CheckPort(70000), `port 70000 is out of range`},
@@ -196,6 +196,7 @@ func TestCheckModule(t *testing.T) {
 		"ssh://git@github.com/acme/shop.git": `module path "ssh://git@github.com/acme/shop.git" is a URL, not a module path (drop the ssh://: use github.com/acme/shop)`,
 		"git@github.com:acme/shop.git":       `module path "git@github.com:acme/shop.git" is a URL, not a module path (drop the git@: use github.com/acme/shop)`,
 		"foo bar":                            `invalid module path "foo bar": invalid char ' ' (use a path like example.com/acme/shop)`,
+		"toolchain":                          `invalid module path "toolchain": module path is reserved (use a path like example.com/acme/shop)`,
 		"example.com/shop/v1":                `invalid module path "example.com/shop/v1": major version suffixes must be in the form of /vN and are only allowed for v2 or later (drop the suffix, or use /v2 or later)`,
 	} {
 		err := CheckModule(in)
