@@ -48,9 +48,18 @@ const AnswersFileName = ".scaffold.yaml"
 // DefaultModule is the module path taken for name when none is given.
 func DefaultModule(name string) string { return "example.com/" + name }
 
-// DefaultFeatures are the features taken when none are given: all of them,
-// because showing the whole clustered service is the point of the tool.
-func DefaultFeatures() []string { return FeatureNames() }
+// DefaultFeatures are the features taken when none are given (--yes) and
+// checked to begin with on a terminal: compose alone. It is the tool's point
+// (instances behind a load balancer, and the test of the whole cluster) at
+// the least cost: its tests need only nginx and haproxy, which make test
+// installs, where all features need PostgreSQL, Redis and a MinIO built from
+// source too. The other features are one --features away.
+func DefaultFeatures() []string {
+	if _, ok := lookup("compose"); ok {
+		return []string{"compose"}
+	}
+	return []string{}
+}
 
 // FeatureNames are the available features in canonical order.
 func FeatureNames() []string {

@@ -84,7 +84,11 @@ half-written project is left behind.
 The load balancer and the replicas are asked for (and required without a
 terminal) only when compose is on; otherwise they take their defaults.
 With --yes, what is not given takes its default: name from DIR, module
-example.com/NAME, all features, --lb haproxy, --replicas 3, --port 8080.`
+example.com/NAME, --features compose, --lb haproxy, --replicas 3, --port 8080.
+That is the web service run as 3 instances behind haproxy with docker compose,
+and a test of the whole cluster; its tests need nginx and haproxy (make test
+installs them). --features all adds PostgreSQL, Redis and MinIO, which its
+tests need too (MinIO is built from source).`
 
 func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
@@ -96,7 +100,7 @@ func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
 			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, accepted when go mod init accepts it, e.g. shop or github.com/acme/shop (default with --yes: example.com/NAME)"},
-			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
+			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: compose)"},
 			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
 			&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
 			&cli.StringFlag{Name: "port", Usage: fmt.Sprintf("HTTP `PORT` of the app, 1..65535 (default with --yes: %d)", generator.DefaultPort)},
