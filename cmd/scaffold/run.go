@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
 		Commands: []*cli.Command{
-			newCommand(stdin, stdout, stderr),
+			newCommand(getenv, stdin, stdout, stderr),
 			{
 				Name:   "features",
 				Usage:  "list the features, what each adds and what each needs",
@@ -90,7 +90,7 @@ and a test of the whole cluster; its tests need nginx and haproxy (make test
 installs them). --features all adds PostgreSQL, Redis and MinIO, which its
 tests need too (MinIO is built from source).`
 
-func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
+func newCommand(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:         "new",
 		Usage:        "generate a project into DIR",
@@ -107,15 +107,16 @@ func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
 			&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
+			&cli.BoolFlag{Name: "git", Usage: "after writing, git init DIR and make a first commit of the project (DIR must not be inside a git work tree)", DisableDefaultText: true},
 			&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
 		},
 		Action: func(c *cli.Context) error {
-			return newProject(c, stdin, stdout, stderr)
+			return newProject(c, getenv, stdin, stdout, stderr)
 		},
 	}
 }
 
-func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+func newProject(c *cli.Context, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch {
 	case c.NArg() == 0:
 		return errors.New("new needs a DIR to write the project into (usage: scaffold new [flags] DIR)")
@@ -133,6 +134,11 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	// all only to learn that DIR cannot be used. Write checks it again.
 	if _, err := writer.Check(dir, nil, nil, force); err != nil {
 		return err
+	}
+	if c.Bool("git") {
+		if err := gitCheck(c.Context, dir); err != nil {
+			return err
+		}
 	}
 
 	a, err := collectAnswers(c, dir, stdin, stdout, stderr)
@@ -165,12 +171,38 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	for _, p := range plan.Kept {
 		fmt.Fprintf(stdout, "kept     %s (it holds secrets)\n", filepath.Join(dir, p))
 	}
-	next := "cd " + shellQuote(dir) + " and read README.md"
-	if filepath.Clean(dir) == "." {
-		next = "read README.md"
+	wrote := fmt.Sprintf("wrote %s: %d files", dir, len(files)+len(secrets)-len(plan.Kept))
+	if c.Bool("git") {
+		if err := gitInit(c.Context, dir, getenv, stderr); err != nil {
+			return fmt.Errorf("%s, but %v", wrote, err)
+		}
+		wrote += ", in a new git repository with a first commit"
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d files; next: %s\n", dir, len(files)+len(secrets)-len(plan.Kept), next)
+	fmt.Fprintln(stdout, wrote)
+	printNext(stdout, dir, a)
 	return nil
+}
+
+// printNext prints the two commands that matter for the project, as the
+// header of its Makefile names them: start it, and test it.
+func printNext(w io.Writer, dir string, a generator.Answers) {
+	cd := ""
+	if filepath.Clean(dir) != "." {
+		cd = "cd " + shellQuote(dir) + " && "
+	}
+	start, what := "make run", "one instance on this machine"
+	if a.Has("db") {
+		what += " (DATABASE_URL must name a PostgreSQL database)"
+	}
+	if a.Has("compose") {
+		start, what = "make up", fmt.Sprintf("%d instances behind %s, with docker compose", a.Replicas, a.LB)
+	}
+	test := "runs every test; they need no server"
+	if a.Has("db") || a.Has("blob") || a.Has("compose") {
+		test = "installs the servers the tests need, then runs every test"
+	}
+	width := max(len(cd+start), len("make test"))
+	fmt.Fprintf(w, "next:\n  %-*s  # %s\n  %-*s  # %s\n", width, cd+start, what, width, "make test", test)
 }
 
 func printTree(w io.Writer, dir string, files, secrets map[string][]byte, plan writer.Plan) {
