@@ -100,13 +100,14 @@ func available() string {
 }
 
 // ParseFeatures reads a feature list as given to --features: names separated
-// by commas, or "all", or "none" (or nothing, which is none). The result is in
+// by commas, or "all", or "none" (or nothing, which is none), in any case. The result is in
 // canonical order, without the features it needs added (see Resolve).
 func ParseFeatures(list string) ([]string, error) {
 	seen := map[string]bool{}
 	var none bool
 	for _, f := range strings.Split(list, ",") {
-		f = strings.TrimSpace(f)
+		// Feature names are lowercase; DB means db.
+		f = strings.ToLower(strings.TrimSpace(f))
 		switch f {
 		case "":
 		case "none":

@@ -302,8 +302,8 @@ func TestPTYCtrlCWritesNothing(t *testing.T) {
 		s.send(keyCtrlC)
 		err := s.wait()
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("scaffold after Ctrl-C: %v, want exit status 1", err)
+		if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+			t.Errorf("scaffold after Ctrl-C: %v, want exit status 130", err)
 		}
 		if !strings.Contains(s.seen.String(), "scaffold: interrupted, nothing written") {
 			t.Errorf("no one-line interrupted message on the terminal:\n%q", s.seen.String())

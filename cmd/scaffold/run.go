@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -28,10 +29,22 @@ import (
 // a terminal. The error it returns is one line, without the "scaffold: "
 // prefix, which main adds.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	// --version prints what the version command prints. VersionPrinter is a
+	// package variable of cli; run is never called concurrently (see
+	// pty_test.go).
+	cli.VersionPrinter = func(*cli.Context) { printVersion(stdout) }
+	if len(args) > 2 && (args[1] == "help" || args[1] == "h") && !slices.Contains(commandNames, args[2]) {
+		// cli would print nothing and exit 0.
+		return fmt.Errorf("no help for unknown command %q (commands: %s; see scaffold --help)", args[2], strings.Join(commandNames, ", "))
+	}
+	if len(args) > 1 && args[1] == "new" {
+		args = append(args[:2:2], flagsFirst(args[2:], newFlags())...)
+	}
 	app := &cli.App{
 		Name:        "scaffold",
 		Usage:       "generate a Go web service ready to run as several instances behind a load balancer",
-		HideVersion: true,
+		Version:     generator.Version,
+		Description: examples,
 		Writer:      stdout,
 		ErrWriter:   stderr,
 		Reader:      stdin,
@@ -42,15 +55,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		Commands: []*cli.Command{
 			newCommand(getenv, stdin, stdout, stderr),
 			{
-				Name:   "features",
-				Usage:  "list the features, what each adds and what each needs",
-				Action: func(c *cli.Context) error { return listFeatures(stdout) },
+				Name:  "features",
+				Usage: "list the features, what each adds and what each needs",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("features takes no arguments, got %s (usage: scaffold features)", strings.Join(c.Args().Slice(), " "))
+					}
+					return listFeatures(stdout)
+				},
 			},
 			{
 				Name:  "version",
 				Usage: "print the generator version",
 				Action: func(c *cli.Context) error {
-					fmt.Fprintf(stdout, "scaffold %s (%s)\n", generator.Version, runtime.Version())
+					if c.NArg() > 0 {
+						return fmt.Errorf("version takes no arguments, got %s (usage: scaffold version)", strings.Join(c.Args().Slice(), " "))
+					}
+					printVersion(stdout)
 					return nil
 				},
 			},
@@ -60,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("unknown command %q (commands: new, features, version; see scaffold --help)", c.Args().First())
+				return fmt.Errorf("unknown command %q (commands: %s; see scaffold --help)", c.Args().First(), strings.Join(commandNames, ", "))
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -68,12 +89,83 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return app.RunContext(ctx, args)
 }
 
+var commandNames = []string{"new", "features", "version", "help"}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "scaffold %s (%s)\n", generator.Version, runtime.Version())
+}
+
+const examples = `Examples:
+   scaffold new shop                          ask for each answer on a terminal
+   scaffold new --yes shop                    take the defaults (compose: 3 instances behind haproxy)
+   scaffold new --yes --features all --module github.com/acme/shop --git shop
+   scaffold new --answers shop/.scaffold.yaml again    make the same project again
+   scaffold features                          what each feature adds and needs`
+
+// flagMessage matches the flag package's messages, which name a flag with
+// one dash.
+var flagMessage = regexp.MustCompile(`^(flag provided but not defined|flag needs an argument|invalid value "(.*)" for flag|invalid boolean flag [^:]*|bad flag syntax): -+([^ :]*)(.*)$`)
+
+// usageError rewrites the flag package's errors in this command's words,
+// naming flags with two dashes (one for a one-letter flag).
 func usageError(c *cli.Context, err error, isSubcommand bool) error {
 	help := "scaffold --help"
-	if c.Command != nil && c.Command.Name != "" {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
 		help = "scaffold " + c.Command.Name + " --help"
 	}
-	return fmt.Errorf("%v (see %s)", err, help)
+	msg := err.Error()
+	if m := flagMessage.FindStringSubmatch(msg); m != nil {
+		flag := "--" + m[3]
+		if len(m[3]) == 1 {
+			flag = "-" + m[3]
+		}
+		switch {
+		case strings.HasPrefix(m[1], "flag provided"):
+			msg = "unknown flag " + flag
+		case strings.HasPrefix(m[1], "flag needs"):
+			msg = flag + " needs a value"
+		case strings.HasPrefix(m[1], "invalid value"):
+			msg = fmt.Sprintf("invalid value %q for %s", m[2], flag)
+		default:
+			msg = m[1] + ": " + flag + m[4]
+		}
+	}
+	return fmt.Errorf("%s (see %s)", msg, help)
+}
+
+// flagsFirst moves the flags in args (what follows "scaffold new") before the
+// arguments, so that "scaffold new shop --yes" works as most Go commands do;
+// the flag package stops at the first argument. A flag's value stays with
+// it, and "--" still ends the flags.
+func flagsFirst(args []string, flags []cli.Flag) []string {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var fl, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(append(fl, "--"), append(rest, args[i+1:]...)...)
+		case len(a) > 1 && a[0] == '-':
+			fl = append(fl, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+				i++
+				fl = append(fl, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) > 0 {
+		fl = append(fl, "--") // what remains are arguments, even "-x" after --
+	}
+	return append(fl, rest...)
 }
 
 const newDescription = `Writes a new Go web service into DIR, asking on a terminal for what the flags
@@ -88,7 +180,14 @@ example.com/NAME, --features compose, --lb haproxy, --replicas 3, --port 8080.
 That is the web service run as 3 instances behind haproxy with docker compose,
 and a test of the whole cluster; its tests need nginx and haproxy (make test
 installs them). --features all adds PostgreSQL, Redis and MinIO, which its
-tests need too (MinIO is built from source).`
+tests need too (MinIO is built from source). Flags may come before or after
+DIR; -- ends them.
+
+Examples:
+   scaffold new shop                  ask on a terminal for each answer
+   scaffold new --yes shop            the defaults, without a question
+   scaffold new shop --yes --features db,cache --module github.com/acme/shop --git
+   scaffold new --answers shop/.scaffold.yaml again   the same project again`
 
 func newCommand(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
@@ -97,22 +196,26 @@ func newCommand(getenv func(string) string, stdin io.Reader, stdout, stderr io.W
 		ArgsUsage:    "DIR",
 		Description:  newDescription,
 		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
-			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, accepted when go mod init accepts it, e.g. shop or github.com/acme/shop (default with --yes: example.com/NAME)"},
-			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: compose)"},
-			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
-			&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
-			&cli.StringFlag{Name: "port", Usage: fmt.Sprintf("HTTP `PORT` of the app, 1..65535 (default with --yes: %d)", generator.DefaultPort)},
-			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
-			&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
-			&cli.BoolFlag{Name: "git", Usage: "after writing, git init DIR and make a first commit of the project (DIR must not be inside a git work tree)", DisableDefaultText: true},
-			&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
-		},
+		Flags:        newFlags(),
 		Action: func(c *cli.Context) error {
 			return newProject(c, getenv, stdin, stdout, stderr)
 		},
+	}
+}
+
+func newFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
+		&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, accepted when go mod init accepts it, e.g. shop or github.com/acme/shop (default with --yes: example.com/NAME)"},
+		&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: compose)"},
+		&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
+		&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
+		&cli.StringFlag{Name: "port", Usage: fmt.Sprintf("HTTP `PORT` of the app, 1..65535 (default with --yes: %d)", generator.DefaultPort)},
+		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
+		&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "git", Usage: "after writing, git init DIR and make a first commit of the project (DIR must not be inside a git work tree)", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
 	}
 }
 
@@ -121,10 +224,6 @@ func newProject(c *cli.Context, getenv func(string) string, stdin io.Reader, std
 	case c.NArg() == 0:
 		return errors.New("new needs a DIR to write the project into (usage: scaffold new [flags] DIR)")
 	case c.NArg() > 1:
-		extra := c.Args().Get(1)
-		if strings.HasPrefix(extra, "-") {
-			return fmt.Errorf("flag %s comes after DIR %s (put flags before DIR: scaffold new [flags] DIR)", extra, c.Args().First())
-		}
 		return fmt.Errorf("new takes one DIR, got %s (usage: scaffold new [flags] DIR)", strings.Join(c.Args().Slice(), " "))
 	}
 	dir := c.Args().First()
