@@ -48,9 +48,18 @@ const AnswersFileName = ".scaffold.yaml"
 // DefaultModule is the module path taken for name when none is given.
 func DefaultModule(name string) string { return "example.com/" + name }
 
-// DefaultFeatures are the features taken when none are given: all of them,
-// because showing the whole clustered service is the point of the tool.
-func DefaultFeatures() []string { return FeatureNames() }
+// DefaultFeatures are the features taken when none are given (--yes) and
+// checked to begin with on a terminal: compose alone. It is the tool's point
+// (instances behind a load balancer, and the test of the whole cluster) at
+// the least cost: its tests need only nginx and haproxy, which make test
+// installs, where all features need PostgreSQL, Redis and a MinIO built from
+// source too. The other features are one --features away.
+func DefaultFeatures() []string {
+	if _, ok := lookup("compose"); ok {
+		return []string{"compose"}
+	}
+	return []string{}
+}
 
 // FeatureNames are the available features in canonical order.
 func FeatureNames() []string {
@@ -76,6 +85,9 @@ type Error struct {
 	Key  string // the answers key ("port") the problem is about
 	What string
 	Fix  string
+	// AskFix is the fix in words for a prompt, which names no flag; empty
+	// when Fix names none either.
+	AskFix string
 }
 
 func (e *Error) Error() string { return e.What + " (" + e.Fix + ")" }
@@ -88,13 +100,14 @@ func available() string {
 }
 
 // ParseFeatures reads a feature list as given to --features: names separated
-// by commas, or "all", or "none" (or nothing, which is none). The result is in
+// by commas, or "all", or "none" (or nothing, which is none), in any case. The result is in
 // canonical order, without the features it needs added (see Resolve).
 func ParseFeatures(list string) ([]string, error) {
 	seen := map[string]bool{}
 	var none bool
 	for _, f := range strings.Split(list, ",") {
-		f = strings.TrimSpace(f)
+		// Feature names are lowercase; DB means db.
+		f = strings.ToLower(strings.TrimSpace(f))
 		switch f {
 		case "":
 		case "none":
@@ -163,15 +176,53 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 func CheckName(name string) error {
 	if !nameRE.MatchString(name) || len(name) > MaxNameLen || strings.HasSuffix(name, "-") {
 		return &Error{Key: "name", What: fmt.Sprintf("invalid name %q", name),
-			Fix: fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. --name my-shop", MaxNameLen)}
+			Fix:    fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. --name my-shop", MaxNameLen),
+			AskFix: fmt.Sprintf("use lowercase letters, digits and '-', starting with a letter, at most %d characters, e.g. my-shop", MaxNameLen)}
 	}
 	return nil
 }
 
-// CheckModule reports whether path is a valid module path, checked by the
-// same code the go command uses.
+// DeriveName makes a project name from s, the last element of DIR, the way
+// create-vite makes a package name from a directory: lowercase, each run of
+// characters other than a-z and 0-9 becomes one '-', no '-' at either end,
+// at most MaxNameLen characters. ok is false when what is left is not a
+// valid name (nothing, or no letter first); the caller then needs --name.
+func DeriveName(s string) (name string, ok bool) {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+		} else {
+			dash = true
+		}
+	}
+	name = b.String()
+	if len(name) > MaxNameLen {
+		name = strings.TrimRight(name[:MaxNameLen], "-")
+	}
+	return name, CheckName(name) == nil
+}
+
+// CheckModule reports whether path is a module path that `go mod init`
+// accepts: the same checks, from the same library (module.CheckImportPath,
+// the two reserved paths, then the major version suffix). A single word like "shop" is accepted, as
+// go mod init accepts it. A pasted URL or git address gets its own message
+// with the path it probably meant.
 func CheckModule(path string) error {
-	if err := module.CheckPath(path); err != nil {
+	if scheme, meant, ok := urlLike(path); ok {
+		fix := "drop the " + scheme
+		if CheckModule(meant) == nil {
+			fix += ": use " + meant
+		}
+		return &Error{Key: "module", What: fmt.Sprintf("module path %q is a URL, not a module path", path), Fix: fix}
+	}
+	err := module.CheckImportPath(path)
+	if err != nil {
 		reason := err.Error()
 		if e, ok := err.(*module.InvalidPathError); ok {
 			reason = e.Err.Error()
@@ -179,13 +230,44 @@ func CheckModule(path string) error {
 		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: %s", path, reason),
 			Fix: "use a path like example.com/acme/shop"}
 	}
+	if path == "go" || path == "toolchain" {
+		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: module path is reserved", path),
+			Fix: "use a path like example.com/acme/shop"}
+	}
+	if _, _, ok := module.SplitPathVersion(path); !ok {
+		// The go command's words for the same refusal.
+		return &Error{Key: "module", What: fmt.Sprintf("invalid module path %q: major version suffixes must be in the form of /vN and are only allowed for v2 or later", path),
+			Fix: "drop the suffix, or use /v2 or later"}
+	}
 	return nil
+}
+
+var (
+	schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+	scpRE    = regexp.MustCompile(`^([A-Za-z0-9._-]+@)([A-Za-z0-9.-]+):(.*)$`) // git@github.com:acme/shop.git
+)
+
+// urlLike recognizes a URL or an scp-like git address given as a module
+// path, and returns the prefix to drop and the module path it names.
+func urlLike(s string) (scheme, meant string, ok bool) {
+	if m := schemeRE.FindString(s); m != "" {
+		rest := s[len(m):]
+		if i := strings.Index(rest, "@"); i >= 0 && i < strings.IndexAny(rest+"/", "/") {
+			rest = rest[i+1:] // ssh://git@host/...: the user is not part of the path
+		}
+		return m, strings.TrimSuffix(strings.TrimSuffix(rest, "/"), ".git"), true
+	}
+	if m := scpRE.FindStringSubmatch(s); m != nil {
+		return m[1], m[2] + "/" + strings.TrimSuffix(strings.TrimSuffix(m[3], "/"), ".git"), true
+	}
+	return "", "", false
 }
 
 // CheckLB reports whether lb is a known load balancer.
 func CheckLB(lb string) error {
 	if !slices.Contains(LBs, lb) {
-		return &Error{Key: "lb", What: fmt.Sprintf("unknown load balancer %q", lb), Fix: "use --lb " + strings.Join(LBs, " or --lb ")}
+		return &Error{Key: "lb", What: fmt.Sprintf("unknown load balancer %q", lb), Fix: "use --lb " + strings.Join(LBs, " or --lb "),
+			AskFix: "choose " + strings.Join(LBs, " or ")}
 	}
 	return nil
 }
@@ -194,7 +276,8 @@ func CheckLB(lb string) error {
 func CheckReplicas(n int) error {
 	if n < MinReplicas || n > MaxReplicas {
 		return &Error{Key: "replicas", What: fmt.Sprintf("replicas %d is out of range", n),
-			Fix: fmt.Sprintf("use --replicas between %d and %d", MinReplicas, MaxReplicas)}
+			Fix:    fmt.Sprintf("use --replicas between %d and %d", MinReplicas, MaxReplicas),
+			AskFix: fmt.Sprintf("use a number between %d and %d", MinReplicas, MaxReplicas)}
 	}
 	return nil
 }
@@ -202,7 +285,8 @@ func CheckReplicas(n int) error {
 // CheckPort reports whether n is a usable TCP port.
 func CheckPort(n int) error {
 	if n < 1 || n > 65535 {
-		return &Error{Key: "port", What: fmt.Sprintf("port %d is out of range", n), Fix: "use --port between 1 and 65535"}
+		return &Error{Key: "port", What: fmt.Sprintf("port %d is out of range", n), Fix: "use --port between 1 and 65535",
+			AskFix: "use a number between 1 and 65535"}
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func TestChecks(t *testing.T) {
 		{CheckName("shop_x"), `invalid name "shop_x"`},
 		{CheckName("shop-"), `invalid name "shop-"`},
 		{CheckName(strings.Repeat("a", 64)), `invalid name "aaaa`},
-		{CheckModule("shop"), `invalid module path "shop": missing dot in first path element (use a path like example.com/acme/shop)`},
+		{CheckModule("-shop"), `invalid module path "-shop": leading dash (use a path like example.com/acme/shop)`},
 		{CheckModule("example.com/a b"), `invalid module path "example.com/a b": invalid char ' '`},
 		{CheckPort(0), `port 0 is out of range (use --port between 1 and 65535)`},
 		{CheckPort(70000), `port 70000 is out of range`},
@@ -155,6 +155,53 @@ func TestParseFileErrors(t *testing.T) {
 		_, err := ParseFile("f.yaml", []byte(tc.in))
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("ParseFile(%q):\n got %v\nwant %s", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestDeriveName(t *testing.T) {
+	long := strings.Repeat("a", MaxNameLen-1) + "_b"
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"shop", "shop", true},
+		{"My_Service", "my-service", true},
+		{"my app", "my-app", true},
+		{"--My  App!!", "my-app", true},
+		{"Shop.v2", "shop-v2", true},
+		{long, strings.Repeat("a", MaxNameLen-1), true}, // cut, then no '-' at the end
+		{"2024", "2024", false},
+		{"___", "", false},
+		{"", "", false},
+	} {
+		got, ok := DeriveName(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("DeriveName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// CheckModule accepts what go mod init accepts, and says what to drop from a
+// pasted URL.
+func TestCheckModule(t *testing.T) {
+	for _, ok := range []string{"shop", "example.com/acme/shop", "github.com/acme/shop/v2", "acme/shop", "gopkg.in/yaml.v3"} {
+		if err := CheckModule(ok); err != nil {
+			t.Errorf("CheckModule(%q) = %v, want nil", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"https://github.com/acme/shop":       `module path "https://github.com/acme/shop" is a URL, not a module path (drop the https://: use github.com/acme/shop)`,
+		"http://example.com/shop/":           `module path "http://example.com/shop/" is a URL, not a module path (drop the http://: use example.com/shop)`,
+		"ssh://git@github.com/acme/shop.git": `module path "ssh://git@github.com/acme/shop.git" is a URL, not a module path (drop the ssh://: use github.com/acme/shop)`,
+		"git@github.com:acme/shop.git":       `module path "git@github.com:acme/shop.git" is a URL, not a module path (drop the git@: use github.com/acme/shop)`,
+		"foo bar":                            `invalid module path "foo bar": invalid char ' ' (use a path like example.com/acme/shop)`,
+		"toolchain":                          `invalid module path "toolchain": module path is reserved (use a path like example.com/acme/shop)`,
+		"example.com/shop/v1":                `invalid module path "example.com/shop/v1": major version suffixes must be in the form of /vN and are only allowed for v2 or later (drop the suffix, or use /v2 or later)`,
+	} {
+		err := CheckModule(in)
+		if err == nil || err.Error() != want {
+			t.Errorf("CheckModule(%q) = %v\nwant %s", in, err, want)
 		}
 	}
 }

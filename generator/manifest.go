@@ -52,7 +52,7 @@ type Feature struct {
 // Base is the part of every generated project.
 var Base = Feature{
 	Name:        "",
-	Description: "the web service: HTTP server, health checks, config, JSON logs, graceful shutdown",
+	Description: "the web service: HTTP server, health checks, settings from the environment, JSON logs, clean shutdown",
 	Files: []string{
 		".dockerignore",
 		".gitignore",
@@ -91,7 +91,7 @@ var Base = Feature{
 var Features = []Feature{
 	{
 		Name:        "db",
-		Description: "notes API in PostgreSQL (pgx), goose migrations applied once under a lock, sized connection pool",
+		Description: "PostgreSQL, with a sample notes API at /api/notes; instances starting together update the schema once",
 		Files: []string{
 			"notes/",
 			"postgres/migrate.go",
@@ -117,7 +117,7 @@ var Features = []Feature{
 	},
 	{
 		Name:        "cache",
-		Description: "Redis cache (go-redis/cache) with a local tier invalidated on every instance over pub/sub",
+		Description: "faster reads of notes through Redis; every instance sees a change as soon as it is written",
 		Needs:       []string{"db"},
 		Files: []string{
 			"cache/",
@@ -137,7 +137,7 @@ var Features = []Feature{
 	},
 	{
 		Name:        "blob",
-		Description: "file API on S3 storage (minio-go, MinIO server); a local directory on a single node",
+		Description: "file uploads at /api/files, kept in S3-compatible storage (MinIO), or a local directory on one machine",
 		Files: []string{
 			"blob/",
 			"minio/",
@@ -155,7 +155,7 @@ var Features = []Feature{
 	},
 	{
 		Name:        "worker",
-		Description: "leader-elected worker: one instance runs scheduled jobs, each slot once cluster-wide",
+		Description: "scheduled jobs that run once per schedule however many instances run; another takes over if one stops",
 		Needs:       []string{"db"},
 		Files: []string{
 			"worker/",
@@ -173,7 +173,7 @@ var Features = []Feature{
 	},
 	{
 		Name:        "compose",
-		Description: "docker-compose.yml with N replicas behind nginx or haproxy, and a cluster conformance test",
+		Description: "run several instances behind a load balancer with docker compose, and a test of the whole cluster",
 		Files: []string{
 			"docker-compose.yml",
 			".env.example",

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,9 +20,15 @@ func main() {
 func main1() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "scaffold: "+strings.Join(strings.Fields(err.Error()), " "))
-		return 1
+	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if err == nil {
+		return 0
 	}
-	return 0
+	fmt.Fprintln(os.Stderr, "scaffold: "+strings.Join(strings.Fields(err.Error()), " "))
+	// 130 (128 + SIGINT) is what shells and other tools exit with after
+	// Ctrl-C, at a prompt or while writing.
+	if errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled) {
+		return 130
+	}
+	return 1
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,13 +36,19 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	cmptree DIR1 DIR2   the two trees hold the same files with the same bytes
 //	notemp DIR          DIR holds no temporary directory of scaffold's
 //
-// and $SCAFFOLD_VERSION is the generator version.
+// and $SCAFFOLD_VERSION is the generator version, $SCAFFOLD the command's path.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
 		UpdateScripts: *update,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SCAFFOLD_VERSION", generator.Version)
+			// The command's own path, to run it with a PATH that lacks git.
+			bin, err := exec.LookPath("scaffold")
+			if err != nil {
+				return err
+			}
+			env.Setenv("SCAFFOLD", bin)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -167,13 +167,14 @@ func (s *session) fatalf(format string, args ...any) {
 	s.t.Fatalf(format+"\nscreen:\n%s\nterminal output:\n%q", append(args, strings.Join(screen, "\n"), s.seen.String())...)
 }
 
-// pickFeatures is what the interactive test chooses: cache (which needs db)
-// and blob when they exist, else the last feature, else none. It works with
+// pickFeatures is what the interactive test chooses: cache (which needs db),
+// blob and compose (so that the load balancer is asked) when they exist,
+// else the last feature, else none. It works with
 // whatever features the generator has.
 func pickFeatures() []string {
 	var pick []string
 	for _, f := range generator.Features {
-		if f.Name == "cache" || f.Name == "blob" {
+		if f.Name == "cache" || f.Name == "blob" || f.Name == "compose" {
 			pick = append(pick, f.Name)
 		}
 	}
@@ -202,8 +203,9 @@ func TestPTYAnswersMakeTheSameTreeAsFlags(t *testing.T) {
 	s.send(name + keyEnter)
 
 	s.expect("Go module path:")
-	s.send("shop" + keyEnter)
-	s.expect("Sorry, your reply was invalid: " + generator.CheckModule("shop").Error())
+	const url = "https://github.com/acme/shop" // pasted: refused, with the fix
+	s.send(url + keyEnter)
+	s.expect("Sorry, your reply was invalid: " + generator.CheckModule(url).Error())
 	s.expect("Go module path:") // asked again
 	s.send(module + keyEnter)
 
@@ -230,9 +232,9 @@ func TestPTYAnswersMakeTheSameTreeAsFlags(t *testing.T) {
 	}
 	s.send(keyEnter)
 
-	s.expect("App instances behind the load balancer:")
+	s.expect("App instances behind the load balancer (1..20):")
 	s.send(strconv.Itoa(replicas) + keyEnter)
-	s.expect("HTTP port:")
+	s.expect("HTTP port (1..65535):")
 	s.send(strconv.Itoa(port) + keyEnter)
 
 	list := strings.Join(features, ", ")
@@ -300,8 +302,8 @@ func TestPTYCtrlCWritesNothing(t *testing.T) {
 		s.send(keyCtrlC)
 		err := s.wait()
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("scaffold after Ctrl-C: %v, want exit status 1", err)
+		if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+			t.Errorf("scaffold after Ctrl-C: %v, want exit status 130", err)
 		}
 		if !strings.Contains(s.seen.String(), "scaffold: interrupted, nothing written") {
 			t.Errorf("no one-line interrupted message on the terminal:\n%q", s.seen.String())
@@ -322,9 +324,9 @@ func TestPTYAsksOnlyWhatFlagsDidNotGive(t *testing.T) {
 	}
 	s.expect("Load balancer:")
 	s.send(keyEnter)
-	s.expect("App instances behind the load balancer:")
+	s.expect("App instances behind the load balancer (1..20):")
 	s.send(keyEnter)
-	s.expect("HTTP port:")
+	s.expect("HTTP port (1..65535):")
 	s.send(keyEnter)
 	s.expect("Generate it?")
 	s.send(keyEnter)
@@ -385,4 +387,170 @@ func assertEmpty(t *testing.T, dir string) {
 	for _, e := range entries {
 		t.Errorf("written although interrupted: %s", filepath.Join(dir, e.Name()))
 	}
+}
+
+// TestPTYNonEmptyDirFailsBeforeAsking runs on a terminal into a non-empty DIR:
+// the error comes before the first question, not after the last.
+func TestPTYNonEmptyDirFailsBeforeAsking(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "used")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t)
+	s.exec("new", dir)
+	s.expect("scaffold: " + dir + " is not empty")
+	err := s.wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("scaffold into a non-empty DIR: %v, want exit status 1", err)
+	}
+	if strings.Contains(s.seen.String(), "Project name") {
+		t.Errorf("asked a question before refusing DIR:\n%q", s.seen.String())
+	}
+}
+
+// TestPTYNoComposeAsksNoLB chooses features without compose: the load
+// balancer and replicas change nothing then, so they are not asked, and
+// .scaffold.yaml records their defaults.
+func TestPTYNoComposeAsksNoLB(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "x")
+	s := newSession(t)
+	s.run("new", "--name", "x", "--module", "example.com/x", "--features", "db", dir)
+	s.expect("HTTP port")
+	s.send(keyEnter)
+	s.expect("Generate it?")
+	s.send(keyEnter)
+	if err := s.wait(); err != nil {
+		t.Fatalf("scaffold new on a terminal: %v\n%s", err, s.seen.String())
+	}
+	for _, q := range []string{"Load balancer", "App instances"} {
+		if strings.Contains(s.seen.String(), q) {
+			t.Errorf("asked %q without compose:\n%q", q, s.seen.String())
+		}
+	}
+	want := generator.Answers{Name: "x", Module: "example.com/x", Features: []string{"db"},
+		LB: generator.DefaultLB, Replicas: generator.DefaultReplicas, Port: generator.DefaultPort}
+	if got := readAnswers(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf(".scaffold.yaml answers = %+v, want %+v", got, want)
+	}
+}
+
+// TestPTYNameDefaultIsValid: a DIR that is not a valid name pre-fills the
+// name it gives, which Enter takes.
+func TestPTYNameDefaultIsValid(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "My_Service")
+	s := newSession(t)
+	s.run("new", "--module", "example.com/x", "--features", "none", "--port", "8080", dir)
+	s.expect("Project name:")
+	s.expect("(my-service)")
+	s.send(keyEnter)
+	s.expect("Generate it?")
+	s.send(keyEnter)
+	if err := s.wait(); err != nil {
+		t.Fatalf("scaffold new on a terminal: %v\n%s", err, s.seen.String())
+	}
+	if got := readAnswers(t, dir).Name; got != "my-service" {
+		t.Errorf(".scaffold.yaml name = %q, want my-service", got)
+	}
+}
+
+// screen is what the terminal shows now, lines trimmed.
+func (s *session) screen() string {
+	var lines []string
+	for _, line := range strings.Split(s.vt.String(), "\n") {
+		lines = append(lines, strings.TrimRight(line, " "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestPTYPromptHelpAndErrors: every question has ? help, the numbers show
+// their bounds, errors in prompts name no flag, and an empty feature choice
+// shows "none".
+func TestPTYPromptHelpAndErrors(t *testing.T) {
+	t.Run("without compose", func(t *testing.T) {
+		parent := t.TempDir()
+		s := newSession(t)
+		s.run("new", "--name", "x", "--module", "example.com/x", filepath.Join(parent, "x"))
+		s.expect("Features:")
+		s.send("?")
+		s.expect("Space turns the feature under the cursor on or off")
+		s.send(keyLeft, keyEnter) // none
+		s.expect("HTTP port (1..65535):")
+		if !strings.Contains(s.screen(), "? Features: none") {
+			t.Errorf("an empty choice does not show none:\n%s", s.screen())
+		}
+		s.send("?" + keyEnter)
+		s.expect("The port each instance listens on")
+		s.expect("HTTP port (1..65535):")
+		s.send("0" + keyEnter)
+		s.expect("port 0 is out of range (use a number between 1 and 65535)")
+		s.expect("HTTP port (1..65535):")
+		s.send("80x" + keyEnter)
+		s.expect(`"80x" is not a whole number`)
+		s.expect("HTTP port (1..65535):")
+		s.send(keyEnter)
+		s.expect("Generate it?")
+		s.send("?" + keyEnter)
+		s.expect("n ends without writing anything")
+		s.expect("Generate it?")
+		s.send("n" + keyEnter)
+		if err := s.wait(); err == nil || !strings.Contains(err.Error(), "not confirmed") {
+			t.Errorf("run after n = %v, want a \"not confirmed\" error", err)
+		}
+		if strings.Contains(s.seen.String(), "--") {
+			t.Errorf("a prompt names a flag:\n%q", s.seen.String())
+		}
+		assertEmpty(t, parent)
+	})
+	t.Run("with compose", func(t *testing.T) {
+		parent := t.TempDir()
+		s := newSession(t)
+		s.run("new", "--module", "example.com/x", "--features", "compose", filepath.Join(parent, "x"))
+		s.expect("Project name:")
+		s.send("?" + keyEnter)
+		s.expect("used for the binary, the service and the compose project")
+		s.expect("Project name:")
+		s.send("X" + keyEnter)
+		s.expect(`invalid name "X" (use lowercase letters, digits and '-', starting with a letter, at most 63 characters, e.g. my-shop)`)
+		s.expect("Project name:")
+		s.send(keyEnter)
+		s.expect("Load balancer:")
+		s.send("?")
+		s.expect("What spreads requests over the instances")
+		s.send(keyEnter)
+		s.expect("App instances behind the load balancer (1..20):")
+		s.send("?" + keyEnter)
+		s.expect("How many copies of the app docker compose starts")
+		s.send("21" + keyEnter)
+		s.expect("replicas 21 is out of range (use a number between 1 and 20)")
+		s.expect("App instances behind the load balancer (1..20):")
+		s.expect(hideCursor)
+		s.send(keyCtrlC)
+		if err := s.wait(); err == nil || !strings.Contains(err.Error(), "interrupted, nothing written") {
+			t.Errorf("run after Ctrl-C = %v, want an \"interrupted, nothing written\" error", err)
+		}
+		if strings.Contains(s.seen.String(), "--") {
+			t.Errorf("a prompt names a flag:\n%q", s.seen.String())
+		}
+		assertEmpty(t, parent)
+	})
+}
+
+// TestPTYCtrlDWritesNothing: Ctrl-D at a question ends the command like
+// Ctrl-C, where survey would take it as Enter and accept the default.
+func TestPTYCtrlDWritesNothing(t *testing.T) {
+	parent := t.TempDir()
+	s := newSession(t)
+	s.run("new", "--module", "example.com/x", "--features", "none", "--port", "8080", filepath.Join(parent, "shop"))
+	s.expect("Project name:")
+	s.expect(hideCursor)
+	s.send("\x04")
+	err := s.wait()
+	if err == nil || !strings.Contains(err.Error(), "input ended (Ctrl-D), nothing written") {
+		t.Errorf("run after Ctrl-D = %v, want an \"input ended (Ctrl-D), nothing written\" error", err)
+	}
+	assertEmpty(t, parent)
 }

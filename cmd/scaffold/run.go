@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -27,10 +29,22 @@ import (
 // a terminal. The error it returns is one line, without the "scaffold: "
 // prefix, which main adds.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	// --version prints what the version command prints. VersionPrinter is a
+	// package variable of cli; run is never called concurrently (see
+	// pty_test.go).
+	cli.VersionPrinter = func(*cli.Context) { printVersion(stdout) }
+	if len(args) > 2 && (args[1] == "help" || args[1] == "h") && !slices.Contains(commandNames, args[2]) {
+		// cli would print nothing and exit 0.
+		return fmt.Errorf("no help for unknown command %q (commands: %s; see scaffold --help)", args[2], strings.Join(commandNames, ", "))
+	}
+	if len(args) > 1 && args[1] == "new" {
+		args = append(args[:2:2], flagsFirst(args[2:], newFlags())...)
+	}
 	app := &cli.App{
 		Name:        "scaffold",
 		Usage:       "generate a Go web service ready to run as several instances behind a load balancer",
-		HideVersion: true,
+		Version:     generator.Version,
+		Description: examples,
 		Writer:      stdout,
 		ErrWriter:   stderr,
 		Reader:      stdin,
@@ -39,17 +53,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
 		Commands: []*cli.Command{
-			newCommand(stdin, stdout, stderr),
+			newCommand(getenv, stdin, stdout, stderr),
 			{
-				Name:   "features",
-				Usage:  "list the features, what each adds and what each needs",
-				Action: func(c *cli.Context) error { return listFeatures(stdout) },
+				Name:  "features",
+				Usage: "list the features, what each adds and what each needs",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("features takes no arguments, got %s (usage: scaffold features)", strings.Join(c.Args().Slice(), " "))
+					}
+					return listFeatures(stdout)
+				},
 			},
 			{
 				Name:  "version",
 				Usage: "print the generator version",
 				Action: func(c *cli.Context) error {
-					fmt.Fprintf(stdout, "scaffold %s (%s)\n", generator.Version, runtime.Version())
+					if c.NArg() > 0 {
+						return fmt.Errorf("version takes no arguments, got %s (usage: scaffold version)", strings.Join(c.Args().Slice(), " "))
+					}
+					printVersion(stdout)
 					return nil
 				},
 			},
@@ -59,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("unknown command %q (commands: new, features, version; see scaffold --help)", c.Args().First())
+				return fmt.Errorf("unknown command %q (commands: %s; see scaffold --help)", c.Args().First(), strings.Join(commandNames, ", "))
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -67,12 +89,83 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return app.RunContext(ctx, args)
 }
 
+var commandNames = []string{"new", "features", "version", "help"}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "scaffold %s (%s)\n", generator.Version, runtime.Version())
+}
+
+const examples = `Examples:
+   scaffold new shop                          ask for each answer on a terminal
+   scaffold new --yes shop                    take the defaults (compose: 3 instances behind haproxy)
+   scaffold new --yes --features all --module github.com/acme/shop --git shop
+   scaffold new --answers shop/.scaffold.yaml again    make the same project again
+   scaffold features                          what each feature adds and needs`
+
+// flagMessage matches the flag package's messages, which name a flag with
+// one dash.
+var flagMessage = regexp.MustCompile(`^(flag provided but not defined|flag needs an argument|invalid value "(.*)" for flag|invalid boolean flag [^:]*|bad flag syntax): -+([^ :]*)(.*)$`)
+
+// usageError rewrites the flag package's errors in this command's words,
+// naming flags with two dashes (one for a one-letter flag).
 func usageError(c *cli.Context, err error, isSubcommand bool) error {
 	help := "scaffold --help"
-	if c.Command != nil && c.Command.Name != "" {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
 		help = "scaffold " + c.Command.Name + " --help"
 	}
-	return fmt.Errorf("%v (see %s)", err, help)
+	msg := err.Error()
+	if m := flagMessage.FindStringSubmatch(msg); m != nil {
+		flag := "--" + m[3]
+		if len(m[3]) == 1 {
+			flag = "-" + m[3]
+		}
+		switch {
+		case strings.HasPrefix(m[1], "flag provided"):
+			msg = "unknown flag " + flag
+		case strings.HasPrefix(m[1], "flag needs"):
+			msg = flag + " needs a value"
+		case strings.HasPrefix(m[1], "invalid value"):
+			msg = fmt.Sprintf("invalid value %q for %s", m[2], flag)
+		default:
+			msg = m[1] + ": " + flag + m[4]
+		}
+	}
+	return fmt.Errorf("%s (see %s)", msg, help)
+}
+
+// flagsFirst moves the flags in args (what follows "scaffold new") before the
+// arguments, so that "scaffold new shop --yes" works as most Go commands do;
+// the flag package stops at the first argument. A flag's value stays with
+// it, and "--" still ends the flags.
+func flagsFirst(args []string, flags []cli.Flag) []string {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var fl, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(append(fl, "--"), append(rest, args[i+1:]...)...)
+		case len(a) > 1 && a[0] == '-':
+			fl = append(fl, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+				i++
+				fl = append(fl, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) > 0 {
+		fl = append(fl, "--") // what remains are arguments, even "-x" after --
+	}
+	return append(fl, rest...)
 }
 
 const newDescription = `Writes a new Go web service into DIR, asking on a terminal for what the flags
@@ -80,47 +173,72 @@ do not give. DIR must be new or empty unless --force is given; the project is
 written to a temporary directory beside DIR and renamed into place, so no
 half-written project is left behind.
 
-Bounds: --port 1..65535, --replicas ` + "1..20" + `. Features: see "scaffold features".
+The load balancer and the replicas are asked for (and required without a
+terminal) only when compose is on; otherwise they take their defaults.
 With --yes, what is not given takes its default: name from DIR, module
-example.com/NAME, all features, --lb nginx, --replicas 3, --port 8080.`
+example.com/NAME, --features compose, --lb haproxy, --replicas 3, --port 8080.
+That is the web service run as 3 instances behind haproxy with docker compose,
+and a test of the whole cluster; its tests need nginx and haproxy (make test
+installs them). --features all adds PostgreSQL, Redis and MinIO, which its
+tests need too (MinIO is built from source). Flags may come before or after
+DIR; -- ends them.
 
-func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
+Examples:
+   scaffold new shop                  ask on a terminal for each answer
+   scaffold new --yes shop            the defaults, without a question
+   scaffold new shop --yes --features db,cache --module github.com/acme/shop --git
+   scaffold new --answers shop/.scaffold.yaml again   the same project again`
+
+func newCommand(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:         "new",
 		Usage:        "generate a project into DIR",
 		ArgsUsage:    "DIR",
 		Description:  newDescription,
 		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
-			&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, checked like the go command checks it (default with --yes: example.com/NAME)"},
-			&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: all)"},
-			&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`", DefaultText: generator.DefaultLB},
-			&cli.IntFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d", generator.MinReplicas, generator.MaxReplicas), DefaultText: fmt.Sprint(generator.DefaultReplicas)},
-			&cli.IntFlag{Name: "port", Usage: "HTTP `PORT` of the app, 1..65535", DefaultText: fmt.Sprint(generator.DefaultPort)},
-			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
-			&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
-			&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
-		},
+		Flags:        newFlags(),
 		Action: func(c *cli.Context) error {
-			return newProject(c, stdin, stdout, stderr)
+			return newProject(c, getenv, stdin, stdout, stderr)
 		},
 	}
 }
 
-func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+func newFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "project `NAME`: binary, service and compose project (default: the last element of DIR)"},
+		&cli.StringFlag{Name: "module", Usage: "Go module `PATH`, accepted when go mod init accepts it, e.g. shop or github.com/acme/shop (default with --yes: example.com/NAME)"},
+		&cli.StringFlag{Name: "features", Usage: "comma `LIST` of features (see scaffold features), or all, or none (default with --yes: compose)"},
+		&cli.StringFlag{Name: "lb", Usage: "load balancer in the compose file: `haproxy|nginx`; asked only when compose is on (default with --yes or without compose: " + generator.DefaultLB + ")"},
+		&cli.StringFlag{Name: "replicas", Usage: fmt.Sprintf("app instances behind the load balancer, `N` in %d..%d; asked only when compose is on (default with --yes or without compose: %d)", generator.MinReplicas, generator.MaxReplicas, generator.DefaultReplicas)},
+		&cli.StringFlag{Name: "port", Usage: fmt.Sprintf("HTTP `PORT` of the app, 1..65535 (default with --yes: %d)", generator.DefaultPort)},
+		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "never prompt: what is not given takes its default", DisableDefaultText: true},
+		&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "git", Usage: "after writing, git init DIR and make a first commit of the project (DIR must not be inside a git work tree)", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
+	}
+}
+
+func newProject(c *cli.Context, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch {
 	case c.NArg() == 0:
 		return errors.New("new needs a DIR to write the project into (usage: scaffold new [flags] DIR)")
 	case c.NArg() > 1:
-		extra := c.Args().Get(1)
-		if strings.HasPrefix(extra, "-") {
-			return fmt.Errorf("flag %s comes after DIR %s (put flags before DIR: scaffold new [flags] DIR)", extra, c.Args().First())
-		}
 		return fmt.Errorf("new takes one DIR, got %s (usage: scaffold new [flags] DIR)", strings.Join(c.Args().Slice(), " "))
 	}
 	dir := c.Args().First()
+	force := c.Bool("force")
+
+	// DIR is checked before the first question, so that nobody answers them
+	// all only to learn that DIR cannot be used. Write checks it again.
+	if _, err := writer.Check(dir, nil, nil, force); err != nil {
+		return err
+	}
+	if c.Bool("git") {
+		if err := gitCheck(c.Context, dir); err != nil {
+			return err
+		}
+	}
 
 	a, err := collectAnswers(c, dir, stdin, stdout, stderr)
 	if err != nil {
@@ -134,7 +252,6 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	force := c.Bool("force")
 	if c.Bool("dry-run") {
 		plan, err := writer.Check(dir, files, secrets, force)
 		if err != nil {
@@ -153,12 +270,38 @@ func newProject(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) error
 	for _, p := range plan.Kept {
 		fmt.Fprintf(stdout, "kept     %s (it holds secrets)\n", filepath.Join(dir, p))
 	}
-	next := "cd " + dir + " and read README.md"
-	if filepath.Clean(dir) == "." {
-		next = "read README.md"
+	wrote := fmt.Sprintf("wrote %s: %d files", dir, len(files)+len(secrets)-len(plan.Kept))
+	if c.Bool("git") {
+		if err := gitInit(c.Context, dir, getenv, stderr); err != nil {
+			return fmt.Errorf("%s, but %v", wrote, err)
+		}
+		wrote += ", in a new git repository with a first commit"
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d files; next: %s\n", dir, len(files)+len(secrets)-len(plan.Kept), next)
+	fmt.Fprintln(stdout, wrote)
+	printNext(stdout, dir, a)
 	return nil
+}
+
+// printNext prints the two commands that matter for the project, as the
+// header of its Makefile names them: start it, and test it.
+func printNext(w io.Writer, dir string, a generator.Answers) {
+	cd := ""
+	if filepath.Clean(dir) != "." {
+		cd = "cd " + shellQuote(dir) + " && "
+	}
+	start, what := "make run", "one instance on this machine"
+	if a.Has("db") {
+		what += " (DATABASE_URL must name a PostgreSQL database)"
+	}
+	if a.Has("compose") {
+		start, what = "make up", fmt.Sprintf("%d instances behind %s, with docker compose", a.Replicas, a.LB)
+	}
+	test := "runs every test; they need no server"
+	if a.Has("db") || a.Has("blob") || a.Has("compose") {
+		test = "installs the servers the tests need, then runs every test"
+	}
+	width := max(len(cd+start), len("make test"))
+	fmt.Fprintf(w, "next:\n  %-*s  # %s\n  %-*s  # %s\n", width, cd+start, what, width, "make test", test)
 }
 
 func printTree(w io.Writer, dir string, files, secrets map[string][]byte, plan writer.Plan) {
@@ -239,11 +382,22 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if c.IsSet("lb") {
 		a.LB, given["lb"] = c.String("lb"), true
 	}
-	if c.IsSet("replicas") {
-		a.Replicas, given["replicas"] = c.Int("replicas"), true
-	}
-	if c.IsSet("port") {
-		a.Port, given["port"] = c.Int("port"), true
+	// The numbers are string flags, parsed here: the flag package would say
+	// "parse error" with a one-dash flag name, and an int flag shows
+	// "(default: 0)" in the help.
+	for _, n := range []struct {
+		key string
+		to  *int
+	}{{"replicas", &a.Replicas}, {"port", &a.Port}} {
+		if !c.IsSet(n.key) {
+			continue
+		}
+		v := c.String(n.key)
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return a, fmt.Errorf("--%s %q is not a whole number (%s)", n.key, v, numberFix[n.key])
+		}
+		*n.to, given[n.key] = i, true
 	}
 	checks := []struct {
 		key   string
@@ -263,7 +417,13 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		}
 	}
 
-	defaultName := dirName(dir)
+	// The name DIR gives, made valid; interactively it is the pre-filled
+	// answer, so it must be valid itself, or empty when none can be made.
+	dirBase := dirName(dir)
+	defaultName, nameOK := generator.DeriveName(dirBase)
+	if !nameOK {
+		defaultName = ""
+	}
 	yes := c.Bool("yes")
 	interactive := false
 	var p *prompt.Prompter
@@ -276,11 +436,21 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 		}
 	}
 
+	if given["features"] {
+		// Resolved now, so that whether compose is on is known before
+		// deciding what to ask or require.
+		a.Features, _ = generator.Resolve(a.Features)
+	}
 	if !yes && !interactive {
 		// The name has a default that comes from DIR, which is given; the
-		// other answers are asked for, so without a terminal they must be given.
+		// other answers are asked for, so without a terminal they must be
+		// given. The load balancer and replicas matter only to the compose
+		// file, so they are required only when compose is known to be on.
 		var missing []string
 		for _, k := range []string{"module", "features", "lb", "replicas", "port"} {
+			if (k == "lb" || k == "replicas") && !(given["features"] && a.Has("compose")) {
+				continue
+			}
 			if !given[k] {
 				missing = append(missing, "--"+k)
 			}
@@ -303,9 +473,12 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	}
 	ask("name", func() (e error) { a.Name, e = p.Name(defaultName); return })
 	if !given["name"] && !interactive {
+		if !nameOK {
+			return a, fmt.Errorf("cannot make a project name from DIR %s (pass --name with lowercase letters, digits and '-', starting with a letter)", shellQuote(dir))
+		}
 		a.Name = defaultName
-		if e := generator.CheckName(a.Name); e != nil {
-			return a, fmt.Errorf("DIR %s makes the invalid name %q (pass --name with lowercase letters, digits and '-', starting with a letter)", dir, a.Name)
+		if a.Name != dirBase {
+			fmt.Fprintf(stderr, "scaffold: project name %q (from DIR %s; pass --name to choose another)\n", a.Name, shellQuote(dir))
 		}
 	}
 	ask("module", func() (e error) { a.Module, e = p.Module(generator.DefaultModule(a.Name)); return })
@@ -318,14 +491,16 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 			fmt.Fprintf(stderr, "scaffold: %s needs %s, so %s is on too\n", ad.NeededBy, ad.Feature, ad.Feature)
 		}
 	}
-	ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
-	ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
-	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
-	if errors.Is(err, prompt.ErrInterrupted) {
-		return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
+	// Without compose the load balancer and replicas change nothing in the
+	// project: they are not asked and take their defaults below (they are
+	// still recorded in .scaffold.yaml).
+	if a.Has("compose") {
+		ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
+		ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
 	}
+	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
 	if err != nil {
-		return a, fmt.Errorf("prompt: %v", err)
+		return a, promptError(err)
 	}
 
 	// Defaults for what is still missing (--yes).
@@ -335,10 +510,10 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if !given["features"] && !interactive {
 		a.Features, _ = generator.Resolve(generator.DefaultFeatures())
 	}
-	if !given["lb"] && !interactive {
+	if !given["lb"] && (!interactive || !a.Has("compose")) {
 		a.LB = generator.DefaultLB
 	}
-	if !given["replicas"] && !interactive {
+	if !given["replicas"] && (!interactive || !a.Has("compose")) {
 		a.Replicas = generator.DefaultReplicas
 	}
 	if !given["port"] && !interactive {
@@ -353,17 +528,34 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 
 	if interactive {
 		ok, err := p.Confirm(summary(dir, a))
-		if errors.Is(err, prompt.ErrInterrupted) {
-			return a, errors.New("interrupted, nothing written (run scaffold new again to start over)")
-		}
 		if err != nil {
-			return a, fmt.Errorf("prompt: %v", err)
+			return a, promptError(err)
 		}
 		if !ok {
 			return a, errors.New("not confirmed, nothing written (run scaffold new again to change the answers)")
 		}
 	}
 	return a, nil
+}
+
+// numberFix says what the number flags take, for a value that is not a number.
+var numberFix = map[string]string{
+	"replicas": fmt.Sprintf("use --replicas between %d and %d", generator.MinReplicas, generator.MaxReplicas),
+	"port":     "use --port between 1 and 65535",
+}
+
+// errInterrupted is the error of a run ended by Ctrl-C; main exits 130 on it.
+var errInterrupted = errors.New("interrupted, nothing written (run scaffold new again to start over)")
+
+// promptError is the one-line error for a prompt that did not get an answer.
+func promptError(err error) error {
+	switch {
+	case errors.Is(err, prompt.ErrInterrupted):
+		return errInterrupted
+	case errors.Is(err, prompt.ErrEOF):
+		return errors.New("input ended (Ctrl-D), nothing written (run scaffold new again to start over)")
+	}
+	return fmt.Errorf("prompt: %v", err)
 }
 
 func summary(dir string, a generator.Answers) string {
@@ -381,6 +573,15 @@ func dirName(dir string) string {
 		dir = abs
 	}
 	return filepath.Base(dir)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so that a printed
+// command can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+=,-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func joinAnd(items []string) string {
