@@ -49,6 +49,11 @@ type Data struct {
 	// SHUTDOWN_TIMEOUT (20s) for the HTTP drain, plus SHUTDOWN_TIMEOUT
 	// again for the worker's jobs, which stop after it.
 	StopGracePeriod string
+	// TestCommand is the go test command of `make test`, which the README
+	// quotes. -p 1: one package at a time, because each package's tests
+	// start their own servers, and several packages at once on 2 cores made
+	// the servers too slow to answer within the tests' timeouts.
+	TestCommand string
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -72,6 +77,7 @@ func newData(a Answers, lock Lock) Data {
 		Instances:        instances(a.Replicas),
 		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
 		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
+		TestCommand:      "go test -count=1 -p 1 -timeout 30m ./...",
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:          lock.Require,
 	}
