@@ -151,7 +151,13 @@ func TestServeBasics(t *testing.T) {
 	}
 
 	// Every log line is JSON and carries the instance id; the request line
-	// carries the client's request id.
+	// carries the client's request id. It is written once the response has
+	// gone, so it may reach the log just after the client has its answer.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(strings.Join(in.logs(), "\n"), `"request_id":"req-42"`) {
+			break
+		}
+	}
 	found := false
 	for _, line := range in.logs() {
 		var l map[string]any
