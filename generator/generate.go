@@ -56,6 +56,11 @@ type Data struct {
 	// the 3 characters S3 requires of a bucket name (a project "r1" gets
 	// "r1-files"). Names are otherwise valid bucket names.
 	Bucket string
+	// TestCommand is the go test command of `make test`, which the README
+	// quotes. -p 1: one package at a time, because each package's tests
+	// start their own servers, and several packages at once on 2 cores made
+	// the servers too slow to answer within the tests' timeouts.
+	TestCommand string
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -81,6 +86,7 @@ func newData(a Answers, lock Lock) Data {
 		AppRange:         map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
 		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
 		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
+		TestCommand:      "go test -count=1 -p 1 -timeout 30m ./...",
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:          lock.Require,
 		Bucket:           bucket(a.Name),

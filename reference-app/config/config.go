@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,12 +21,15 @@ type Config struct {
 	InstanceID string     // INSTANCE_ID: names this instance in headers and logs
 	Cluster    bool       // CLUSTER_MODE: refuse single-node defaults
 	LogLevel   slog.Level // LOG_LEVEL: debug, info, warn, error
+	LogFormat  string     // LOG_FORMAT: json (for log collectors) or text (for a terminal)
 
 	// MaxBodyBytes caps request bodies (MAX_BODY_BYTES); the load balancer
 	// is configured with the same limit.
 	MaxBodyBytes int64
 	// DrainDelay is how long readiness reports 503 before the listener closes
 	// (SHUTDOWN_DRAIN_DELAY), so load balancers stop sending new requests first.
+	// Its default is 0 outside cluster mode: no load balancer to wait for, and
+	// Ctrl-C on a development instance stops it at once.
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the listener closed (SHUTDOWN_TIMEOUT).
@@ -84,19 +88,74 @@ type Config struct {
 	LeaderPoll time.Duration
 }
 
+// Var is an environment variable that Load reads.
+type Var struct {
+	Name string
+	// Default is the value used when the variable is empty, as it would be
+	// written in the variable ("" for none, <...> for a value computed at
+	// start); ClusterDefault is set when CLUSTER_MODE=true changes it.
+	Default, ClusterDefault string
+	Required                bool // no default: Load fails without it
+}
+
+// Vars lists the variables Load reads, in the order it reads them, with their
+// defaults. It runs Load itself on an empty environment (and again in
+// cluster mode) and records what Load asks for, so that `server --help`,
+// which prints this list, cannot drift from what Load does.
+func Vars() []Var {
+	var vars []Var
+	for _, cluster := range []string{"", "true"} {
+		r := reader{getenv: func(name string) string {
+			if name == "CLUSTER_MODE" {
+				return cluster
+			}
+			return ""
+		}}
+		load(&r)
+		for _, v := range r.vars {
+			i := slices.IndexFunc(vars, func(o Var) bool { return o.Name == v.Name })
+			switch {
+			case i < 0:
+				vars = append(vars, v)
+			case vars[i].Default != v.Default:
+				vars[i].ClusterDefault = v.Default
+			}
+		}
+	}
+	return vars
+}
+
 // Load reads the configuration through getenv and reports every invalid
 // variable at once.
 func Load(getenv func(string) string) (Config, error) {
 	r := reader{getenv: getenv}
+	c := load(&r)
+	return c, r.err()
+}
+
+func load(r *reader) Config {
 	c := Config{
-		Port:            r.int("PORT", 8080, 0, 65535),
-		InstanceID:      r.str("INSTANCE_ID", defaultInstanceID()),
-		Cluster:         r.bool("CLUSTER_MODE", false),
-		LogLevel:        r.level("LOG_LEVEL", slog.LevelInfo),
+		Port:       r.int("PORT", 8080, 0, 65535),
+		InstanceID: r.get("INSTANCE_ID", "<host name>-<process id>"),
+		Cluster:    r.bool("CLUSTER_MODE", false),
+		LogLevel:   r.level("LOG_LEVEL", slog.LevelInfo),
+		LogFormat: r.oneOf("LOG_FORMAT", "json", "text",
+			"want json (the default: one object per line, for log collectors) or text (for a terminal)"),
 		MaxBodyBytes:    int64(r.int("MAX_BODY_BYTES", 1<<20, 1, 1<<40)),
-		DrainDelay:      r.duration("SHUTDOWN_DRAIN_DELAY", 3*time.Second),
 		ShutdownTimeout: r.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
 	}
+	// Computed here rather than passed as the default: Vars would show the
+	// id of the process that prints `server --help`.
+	if c.InstanceID == "" {
+		c.InstanceID = defaultInstanceID()
+	}
+	// In a cluster the load balancer must see /readyz fail before the
+	// listener closes; alone, there is no one to wait for.
+	drain := time.Duration(0)
+	if c.Cluster {
+		drain = 3 * time.Second
+	}
+	c.DrainDelay = r.duration("SHUTDOWN_DRAIN_DELAY", drain)
 	// db
 	c.DatabaseURL = r.required("DATABASE_URL",
 		"the db feature keeps notes in PostgreSQL; set a URL such as postgres://user:pass@host:5432/db?sslmode=disable")
@@ -123,6 +182,9 @@ func Load(getenv func(string) string) (Config, error) {
 	// blob
 	c.BlobDir = r.str("BLOB_DIR", "./data/blobs")
 	c.S3Endpoint = r.str("S3_ENDPOINT", "")
+	// Read whatever S3_ENDPOINT is, so that Vars lists them.
+	c.S3AccessKey = r.str("S3_ACCESS_KEY", "")
+	c.S3SecretKey = r.str("S3_SECRET_KEY", "")
 	c.S3Bucket = r.str("S3_BUCKET", "shop")
 	c.S3UseSSL = r.bool("S3_USE_SSL", false)
 	c.MaxFileBytes = int64(r.int("MAX_FILE_BYTES", 32<<20, 1, 1<<40))
@@ -130,8 +192,12 @@ func Load(getenv func(string) string) (Config, error) {
 	case strings.Contains(c.S3Endpoint, "/"):
 		r.fail("S3_ENDPOINT", c.S3Endpoint, "want host:port without scheme or path (S3_USE_SSL=true for https)")
 	case c.S3Endpoint != "":
-		c.S3AccessKey = r.required("S3_ACCESS_KEY", "S3_ENDPOINT is set")
-		c.S3SecretKey = r.required("S3_SECRET_KEY", "S3_ENDPOINT is set")
+		if c.S3AccessKey == "" {
+			r.missing("S3_ACCESS_KEY", "S3_ENDPOINT is set")
+		}
+		if c.S3SecretKey == "" {
+			r.missing("S3_SECRET_KEY", "S3_ENDPOINT is set")
+		}
 	case c.Cluster:
 		r.clusterNeeds("S3_ENDPOINT", "files in a local directory are not shared between instances")
 	}
@@ -149,7 +215,7 @@ func Load(getenv func(string) string) (Config, error) {
 		r.fail("LEADER_POLL_INTERVAL", r.getenv("LEADER_POLL_INTERVAL"), "want from 50ms to 5s")
 	}
 
-	return c, r.err()
+	return c
 }
 
 // defaultInstanceID is the host name (a container's id under Docker) plus
@@ -162,10 +228,18 @@ func defaultInstanceID() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-// reader collects one error per invalid variable.
+// reader collects one error per invalid variable, and every variable read
+// (for Vars).
 type reader struct {
 	getenv func(string) string
 	errs   []error
+	vars   []Var
+}
+
+// get records the variable and its default, and returns its value.
+func (r *reader) get(name, def string) string {
+	r.vars = append(r.vars, Var{Name: name, Default: def})
+	return strings.TrimSpace(r.getenv(name))
 }
 
 func (r *reader) err() error { return errors.Join(r.errs...) }
@@ -175,19 +249,34 @@ func (r *reader) fail(name, value, want string) {
 }
 
 func (r *reader) str(name, def string) string {
-	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+	if v := r.get(name, def); v != "" {
 		return v
 	}
 	return def
 }
 
-// required is for settings without a default; why says what needs it.
-func (r *reader) required(name, why string) string {
-	v := strings.TrimSpace(r.getenv(name))
-	if v == "" {
-		r.errs = append(r.errs, fmt.Errorf("config: %s is required: %s", name, why))
+// oneOf is str limited to def and one other value.
+func (r *reader) oneOf(name, def, other, want string) string {
+	v := r.str(name, def)
+	if v != def && v != other {
+		r.fail(name, v, want)
+		return def
 	}
 	return v
+}
+
+// required is for settings without a default; why says what needs it.
+func (r *reader) required(name, why string) string {
+	v := r.get(name, "")
+	r.vars[len(r.vars)-1].Required = true
+	if v == "" {
+		r.missing(name, why)
+	}
+	return v
+}
+
+func (r *reader) missing(name, why string) {
+	r.errs = append(r.errs, fmt.Errorf("config: %s is required: %s", name, why))
 }
 
 // clusterNeeds reports a single-node default that cluster mode refuses.
@@ -209,7 +298,7 @@ func redact(raw string) string {
 }
 
 func (r *reader) int(name string, def, min, max int) int {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.get(name, strconv.Itoa(def))
 	if v == "" {
 		return def
 	}
@@ -222,7 +311,7 @@ func (r *reader) int(name string, def, min, max int) int {
 }
 
 func (r *reader) bool(name string, def bool) bool {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.get(name, strconv.FormatBool(def))
 	if v == "" {
 		return def
 	}
@@ -235,7 +324,7 @@ func (r *reader) bool(name string, def bool) bool {
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.get(name, def.String())
 	if v == "" {
 		return def
 	}
@@ -248,7 +337,7 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 }
 
 func (r *reader) level(name string, def slog.Level) slog.Level {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.get(name, strings.ToLower(def.String()))
 	if v == "" {
 		return def
 	}

@@ -92,6 +92,10 @@ if [ -n "$pkgs" ]; then
 		fi
 		sudo=sudo
 	fi
+	# Said before sudo or apt-get runs: a password prompt, or packages
+	# installed as root, must not come as a surprise.
+	echo "install-servers: the tests need$pkgs; installing with ${sudo:+sudo }apt-get install$pkgs"
+	echo "install-servers: to use servers you already run instead, stop now and set TEST_DATABASE_URL, TEST_REDIS_URL, TEST_S3_ENDPOINT (README.md, Tests)"
 	# The packages would start system services; the tests run their own
 	# servers, and without an init system starting them fails the install.
 	# policy-rc.d exit 101 tells invoke-rc.d not to start anything.
@@ -100,7 +104,6 @@ if [ -n "$pkgs" ]; then
 		printf '#!/bin/sh\n# added by install-servers.sh while it runs\nexit 101\n' |
 			$sudo sh -c 'cat >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
 	fi
-	echo "install-servers: apt-get install$pkgs"
 	if ! { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends $pkgs; } >"$log" 2>&1; then
 		cat "$log" >&2

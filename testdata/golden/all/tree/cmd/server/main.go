@@ -4,6 +4,8 @@
 //	server healthcheck  exit 0 when the local instance is ready (for Docker's
 //	                    HEALTHCHECK, which then needs no shell or curl)
 //	server migrate      apply database migrations and exit
+//	server version      print the version, VCS revision and Go version
+//	server help         print the commands and the environment variables
 //
 // Settings come from environment variables; see the README.
 package main
@@ -18,7 +20,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"example.com/acme/shop/cache"
@@ -37,8 +43,30 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "shop:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// usageError is a command line that names no command: exit status 2, as
+// for flag errors.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
+
+// commands are what `server help` lists, in that order.
+var commands = []struct{ name, summary string }{
+	{"serve", "serve HTTP (the default)"},
+	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200"},
+	{"migrate", "apply pending database migrations and exit"},
+	{"version", "print the version, VCS revision and Go version"},
+	{"help", "print this help (also -h, --help)"},
 }
 
 // run is the whole program. It returns when ctx is cancelled (SIGTERM) and
@@ -48,23 +76,84 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 1 {
 		command = args[1]
 	}
+	// help and version answer before the configuration is read: they must
+	// work where it is not set (DATABASE_URL, say).
+	switch command {
+	case "help", "-h", "-help", "--help":
+		return usage(stdout, args[0])
+	case "version", "--version":
+		return printVersion(stdout)
+	case "serve", "healthcheck", "migrate":
+	default:
+		return usageError{fmt.Sprintf("unknown command %q: run %q for the commands", command, filepath.Base(args[0])+" --help")}
+	}
+
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).
-		With("instance_id", cfg.InstanceID)
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var handler slog.Handler = slog.NewJSONHandler(stdout, opts)
+	if cfg.LogFormat == "text" {
+		handler = slog.NewTextHandler(stdout, opts)
+	}
+	log := slog.New(handler).With("instance_id", cfg.InstanceID)
 
 	switch command {
-	case "serve":
-		return serve(ctx, cfg, log)
 	case "healthcheck":
 		return healthcheck(ctx, cfg)
 	case "migrate":
 		return migrate(ctx, cfg, log)
 	default:
-		return fmt.Errorf("unknown command %q (want: serve, healthcheck, migrate)", command)
+		return serve(ctx, cfg, log)
 	}
+}
+
+// usage prints the commands and the environment variables with their
+// defaults, from config.Vars: the list Load itself reads.
+func usage(w io.Writer, program string) error {
+	name := filepath.Base(program)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Usage: %s [command]\n\nCommands:\n", name)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(tw, "\nEnvironment variables (README.md, Configuration, says what each does):\n")
+	for _, v := range config.Vars() {
+		def := v.Default
+		switch {
+		case v.Required:
+			def = "required"
+		case def == "":
+			def = "empty"
+		}
+		if v.ClusterDefault != "" {
+			def += ", " + v.ClusterDefault + " when CLUSTER_MODE=true"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, def)
+	}
+	return tw.Flush()
+}
+
+// printVersion prints what the binary was built from: the version given with
+// -ldflags, the module version and VCS revision that `go build` records in
+// a git checkout, and the Go version.
+func printVersion(w io.Writer) error {
+	module, revision, modified := "unknown", "unknown", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		module = bi.Main.Path + " " + bi.Main.Version
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision":
+				revision = s.Value
+			case s.Key == "vcs.modified" && s.Value == "true":
+				modified = " (modified)"
+			}
+		}
+	}
+	revision += modified
+	_, err := fmt.Fprintf(w, "version:  %s\nmodule:   %s\nrevision: %s\ngo:       %s\n", version, module, revision, runtime.Version())
+	return err
 }
 
 // serve builds the dependencies, serves HTTP until ctx is done, then shuts

@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +142,74 @@ func TestStartWhileMinIOIsDown(t *testing.T) {
 			t.Fatalf("PUT 10s after MinIO started: %d %s", resp.StatusCode, body)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The README's file example works as written, line by line in one
+// directory, against a running instance: it creates the file it uploads,
+// downloads it back, and once the file is deleted the download fails (curl
+// --fail) instead of writing the JSON error into the file.
+func TestReadmeFileExample(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example []string
+	for _, block := range strings.Split(string(readme), "\n\n") {
+		if strings.HasPrefix(block, "    ") && strings.Contains(block, "/api/files/") {
+			for _, line := range strings.Split(block, "\n") {
+				example = append(example, strings.TrimPrefix(line, "    "))
+			}
+			break
+		}
+	}
+	if len(example) == 0 {
+		t.Fatal("README.md has no example of /api/files/")
+	}
+
+	in := start(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "0s"})
+	dir := t.TempDir()
+	sh := func(line string) (string, error) {
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(line, "localhost:9090", strings.TrimPrefix(in.URL, "http://")))
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	upload, download := regexp.MustCompile(`--data-binary @(\S+)`), regexp.MustCompile(` -o (\S+)`)
+	var uploaded, downloadLine, downloaded string
+	for _, line := range example {
+		if m := upload.FindStringSubmatch(line); m != nil {
+			uploaded = m[1]
+			if fi, err := os.Stat(filepath.Join(dir, uploaded)); err != nil || fi.Size() == 0 {
+				t.Errorf("%q uploads %s, which the example has not written", line, uploaded)
+			}
+		}
+		if m := download.FindStringSubmatch(line); m != nil {
+			downloadLine, downloaded = line, m[1]
+		}
+		if out, err := sh(line); err != nil {
+			t.Errorf("%q: %v\n%s", line, err, out)
+		}
+	}
+	if uploaded == "" || downloaded == "" {
+		t.Fatalf("the example does not upload a file and download it with -o:\n%s", strings.Join(example, "\n"))
+	}
+	sent, _ := os.ReadFile(filepath.Join(dir, uploaded))
+	got, _ := os.ReadFile(filepath.Join(dir, downloaded))
+	if !bytes.Equal(got, sent) {
+		t.Errorf("downloaded %s = %q, want %q as uploaded", downloaded, got, sent)
+	}
+
+	// The file is deleted now: the download must fail, and not put the
+	// error in place of the file.
+	os.Remove(filepath.Join(dir, downloaded))
+	if out, err := sh(downloadLine); err == nil {
+		t.Errorf("%q of a deleted file succeeded:\n%s", downloadLine, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, downloaded)); err == nil && len(b) > 0 {
+		t.Errorf("%q of a deleted file wrote %q into %s", downloadLine, b, downloaded)
 	}
 }

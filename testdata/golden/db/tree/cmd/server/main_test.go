@@ -8,11 +8,15 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"example.com/acme/notes/config"
 	"example.com/acme/notes/testsupport"
 )
 
@@ -66,6 +70,8 @@ func start(t *testing.T, env map[string]string) *instance {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
 				addr <- l.Addr
+			} else if a, ok := textListening(line); ok {
+				addr <- a
 			}
 		}
 	}()
@@ -82,6 +88,16 @@ func start(t *testing.T, env map[string]string) *instance {
 		<-in.done
 	})
 	return in
+}
+
+// textListening finds the address in the "listening" line of LOG_FORMAT=text.
+func textListening(line string) (string, bool) {
+	if !strings.Contains(line, " msg=listening ") {
+		return "", false
+	}
+	_, rest, ok := strings.Cut(line, " addr=")
+	addr, _, _ := strings.Cut(rest, " ")
+	return addr, ok
 }
 
 func (in *instance) logs() []string {
@@ -135,7 +151,13 @@ func TestServeBasics(t *testing.T) {
 	}
 
 	// Every log line is JSON and carries the instance id; the request line
-	// carries the client's request id.
+	// carries the client's request id. It is written once the response has
+	// gone, so it may reach the log just after the client has its answer.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(strings.Join(in.logs(), "\n"), `"request_id":"req-42"`) {
+			break
+		}
+	}
 	found := false
 	for _, line := range in.logs() {
 		var l map[string]any
@@ -247,15 +269,119 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 	}
 }
 
+// noEnv is an environment where nothing is set.
+func noEnv(string) string { return "" }
+
+// An unknown command is a usage error (exit status 2) that says where the
+// commands are listed, whatever the environment.
 func TestUnknownCommand(t *testing.T) {
-	getenv := func(k string) string {
-		if k == "DATABASE_URL" {
-			return unusedDatabaseURL
-		}
-		return ""
+	err := run(context.Background(), []string{"server", "bogus"}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"bogus"`) || !strings.Contains(err.Error(), "server --help") {
+		t.Fatalf("run bogus: %v, want an error naming \"bogus\" and server --help", err)
 	}
-	err := run(context.Background(), []string{"server", "bogus"}, getenv, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), `"bogus"`) {
-		t.Fatalf("run bogus: %v", err)
+	if code := exitCode(err); code != 2 {
+		t.Errorf("exit status of an unknown command = %d, want 2", code)
+	}
+}
+
+// help needs no configuration (where DATABASE_URL is not set, say) and
+// lists the commands and every variable config.Load reads.
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		var out strings.Builder
+		if err := run(context.Background(), []string{"/some/dir/shop", arg}, noEnv, &out, io.Discard); err != nil {
+			t.Fatalf("shop %s with no environment: %v, want the help", arg, err)
+		}
+		help := out.String()
+		want := []string{"Usage: shop [command]", "healthcheck", "version", "migrate", "DATABASE_URL          required",
+			"SHUTDOWN_DRAIN_DELAY  0s, 3s when CLUSTER_MODE=true"}
+		for _, v := range config.Vars() {
+			want = append(want, "  "+v.Name+" ")
+		}
+		for _, w := range want {
+			if !strings.Contains(help, w) {
+				t.Errorf("shop %s does not show %q:\n%s", arg, w, help)
+			}
+		}
+	}
+}
+
+// version needs no configuration and says what the binary was built from.
+func TestVersion(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"server", "version"}, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("server version with no environment: %v", err)
+	}
+	for _, w := range []string{"version:  " + version, "module:   ", "revision: ", "go:       " + runtime.Version()} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("server version does not show %q:\n%s", w, out.String())
+		}
+	}
+}
+
+// LOG_FORMAT=text writes slog's text lines, for a terminal.
+func TestLogFormatText(t *testing.T) {
+	in := start(t, map[string]string{"LOG_FORMAT": "text"})
+	get(t, in.URL+"/api/instance")
+	for _, line := range in.logs() {
+		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " instance_id=") {
+			t.Errorf("LOG_FORMAT=text wrote %q, want a text line with the instance id", line)
+		}
+	}
+}
+
+// Ctrl-C on an instance outside cluster mode stops it at once (no drain
+// delay: no load balancer is waiting) and, the stop being clean, with exit
+// status 0, so that neither a terminal nor make reports a failure. The
+// binary is built and run as a user would.
+func TestInterruptStopsAtOnce(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT to send on Windows")
+	}
+	bin := filepath.Join(t.TempDir(), "server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PORT=0", "PATH=" + os.Getenv("PATH")}
+	cmd.Env = append(cmd.Env, "DATABASE_URL="+testsupport.Postgres(t))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	listening, exited := make(chan bool, 1), make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"msg":"listening"`) {
+				listening <- true
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-listening:
+	case err := <-exited:
+		t.Fatalf("exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not listening after 30s")
+	}
+	sent := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	// Far below the 3s drain of cluster mode, with room for a loaded machine.
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("after Ctrl-C: %v, want exit status 0", err)
+		}
+		if d := time.Since(sent); d > 1500*time.Millisecond {
+			t.Errorf("stopped %v after Ctrl-C, want at once (no drain delay outside cluster mode)", d.Round(time.Millisecond))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30s after Ctrl-C")
 	}
 }
