@@ -65,7 +65,8 @@ var answerRows = []generator.Answers{
 
 // replicaChecks are what the number of replicas, the load balancer and the
 // port change: the packages whose code has the port or the name in it, and
-// the cluster tests whose meaning depends on the number of instances. The
+// the cluster tests whose meaning depends on the number of instances (with
+// one, the leader tests expect it to lead again after its fault). The
 // load balancer fault tests need a second instance (with one they skip,
 // saying why), and the rolling restart of 20 instances takes 5 minutes
 // behind nginx (each restarted instance waits out fail_timeout): those run
@@ -74,7 +75,7 @@ func replicaChecks(replicas int) [][]string {
 	tests := "TestRoundRobin|TestLogs|TestMigrationsOnce|TestOneLeader|TestLeaderPaused"
 	switch {
 	case replicas == 1:
-		tests += "|TestRollingRestart"
+		tests += "|TestRollingRestart|TestRobustWorker"
 	case replicas < 5:
 		tests += "|TestRollingRestart|TestLBCrashBurst|TestLBFrozenInstance"
 	}
