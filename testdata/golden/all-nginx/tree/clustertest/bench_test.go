@@ -108,7 +108,7 @@ func BenchmarkCluster(b *testing.B) {
 			c.mustAt(b, a, 200, "GET", readPath) // every instance holds the note
 		}
 		lbS, directS := compare(get(c.lb.URL+readPath), get(instanceURL(app)+readPath))
-		tab.add("through the load balancer", fmt.Sprintf("the same read through %s to %d instances", c.lbKind, len(c.apps)),
+		tab.add("through the load balancer", fmt.Sprintf("the same read through %s to %s", c.lbKind, instances(len(c.apps))),
 			lbS.String(), "direct to one instance: "+directS.String(), lbS.ratio(directS))
 	}
 
@@ -120,7 +120,7 @@ func BenchmarkCluster(b *testing.B) {
 
 	if rows["invalidation"] {
 		w := c.benchInvalidation(b, app, all[1:], readPath, 200)
-		tab.add("invalidation window", fmt.Sprintf("PUT answered on %s until none of the other %d instances serves the old body (%d writes; includes one GET round trip)", app.name, len(all)-1, len(w.windows)),
+		tab.add("invalidation window", fmt.Sprintf("PUT answered on %s until none of the other %s serves the old body (%d writes; includes one GET round trip)", app.name, instances(len(all)-1), len(w.windows)),
 			fmt.Sprintf("p50 %s, p99 %s, max %s; %d stale reads", ms(pct(w.windows, 0.50)), ms(pct(w.windows, 0.99)), ms(slices.Max(w.windows)), w.stale),
 			fmt.Sprintf("PUT itself: p50 %s, p99 %s", ms(pct(w.puts, 0.50)), ms(pct(w.puts, 0.99))), "-")
 	}

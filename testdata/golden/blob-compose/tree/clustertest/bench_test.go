@@ -72,7 +72,7 @@ func BenchmarkCluster(b *testing.B) {
 			c.mustAt(b, a, 200, "GET", readPath) // every instance holds the note
 		}
 		lbS, directS := compare(get(c.lb.URL+readPath), get(instanceURL(app)+readPath))
-		tab.add("through the load balancer", fmt.Sprintf("the same read through %s to %d instances", c.lbKind, len(c.apps)),
+		tab.add("through the load balancer", fmt.Sprintf("the same read through %s to %s", c.lbKind, instances(len(c.apps))),
 			lbS.String(), "direct to one instance: "+directS.String(), lbS.ratio(directS))
 	}
 
