@@ -367,11 +367,11 @@ func carryOut(ctx context.Context, dir string, changes []lifecycle.Change, o opt
 	if len(conflicts) > 0 {
 		// The markers are the result, so the rest (.scaffold.yaml included)
 		// is written; the exit code says it needs a hand.
-		noun := "files have"
+		noun := plural(len(conflicts), "file") + " have"
 		if len(conflicts) == 1 {
-			noun = "file has"
+			noun = "1 file has"
 		}
-		return fmt.Errorf("%d %s conflicts: %s (resolve the <<<<<<< markers, then commit; .scaffold.yaml already records the new answers and version)", len(conflicts), noun, strings.Join(conflicts, ", "))
+		return fmt.Errorf("%s conflicts: %s (resolve the <<<<<<< markers, then commit; .scaffold.yaml already records the new answers and version)", noun, strings.Join(conflicts, ", "))
 	}
 	return nil
 }
@@ -548,7 +548,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	}
 	printPlan(stdout, changes)
 	if n > 0 {
-		return fmt.Errorf("update available: scaffold %s would change %d files in %s (run scaffold update)", generator.Version, n, p.dir)
+		return fmt.Errorf("update available: scaffold %s would change %s in %s (run scaffold update)", generator.Version, plural(n, "file"), p.dir)
 	}
 	fmt.Fprintf(stdout, "%s is up to date with scaffold %s\n", p.dir, generator.Version)
 	return nil
@@ -587,8 +587,8 @@ func forceInto(c *cli.Context, dir string, a generator.Answers, files, secrets m
 		}
 	}
 	if len(differ) > 0 {
-		return fmt.Errorf("%d files in %s exist and differ from what scaffold writes: %s (with no .scaffold.yaml there is no telling your edits from an older output: move them away, or commit and merge by hand)",
-			len(differ), dir, strings.Join(differ, ", "))
+		return fmt.Errorf("%s in %s %s and %s from what scaffold writes: %s (with no .scaffold.yaml there is no telling your edits from an older output: move them away, or commit and merge by hand)",
+			plural(len(differ), "file"), dir, map[bool]string{true: "exists", false: "exist"}[len(differ) == 1], map[bool]string{true: "differs", false: "differ"}[len(differ) == 1], strings.Join(differ, ", "))
 	}
 	// Nothing to merge: every file is new or the same.
 	changes := lifecycle.Plan(map[string][]byte{}, files, ours, merge.Labels{}, func(string) bool { return false })
@@ -599,4 +599,11 @@ func forceInto(c *cli.Context, dir string, a generator.Answers, files, secrets m
 		}
 	}
 	return carryOut(c.Context, dir, changes, o, stdout)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
