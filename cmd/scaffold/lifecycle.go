@@ -520,6 +520,9 @@ func dirtyCheck(ctx context.Context, dir string, changes []lifecycle.Change) err
 	if len(dirty) == 0 {
 		return nil
 	}
+	if len(dirty) > 10 {
+		dirty = append(dirty[:10], fmt.Sprintf("and %d more", len(dirty)-10))
+	}
 	return fmt.Errorf("uncommitted changes to files scaffold would change: %s (commit or stash them, or pass --allow-dirty)", strings.Join(dirty, ", "))
 }
 
