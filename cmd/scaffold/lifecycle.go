@@ -438,6 +438,15 @@ func runOld(ctx context.Context, p project, baseFrom string) (map[string][]byte,
 		return nil, err
 	}
 	v := p.recorded.GeneratorVersion
+	// The command runs in tmp: a relative --base-from is made absolute, a
+	// bare name is looked up in PATH.
+	if strings.ContainsRune(baseFrom, filepath.Separator) {
+		baseFrom, _ = filepath.Abs(baseFrom)
+	} else if baseFrom != "" {
+		if p, err := exec.LookPath(baseFrom); err == nil {
+			baseFrom = p
+		}
+	}
 	cmdline := []string{baseFrom}
 	fix := "check --base-from"
 	if baseFrom == "" {

@@ -178,6 +178,7 @@ func cmdMkOld(ts *testscript.TestScript, neg bool, args []string) {
 	root, err := filepath.Abs("../..")
 	ts.Check(err)
 	src := ts.MkAbs("old-src")
+	ts.Check(os.MkdirAll(src, 0o755))
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -193,7 +194,7 @@ func cmdMkOld(ts *testscript.TestScript, neg bool, args []string) {
 			}
 			return os.MkdirAll(filepath.Join(src, rel), 0o755)
 		}
-		if strings.HasSuffix(rel, "_test.go") {
+		if strings.HasSuffix(rel, "_test.go") || d.Name() == ".git" {
 			return nil
 		}
 		b, err := os.ReadFile(p)
