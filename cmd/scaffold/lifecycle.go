@@ -323,7 +323,19 @@ func evolve(ctx context.Context, p project, next generator.Answers, o opts, stdo
 	if err != nil {
 		return err
 	}
-	return carryOut(ctx, p.dir, changes, o, stdout)
+	err = carryOut(ctx, p.dir, changes, o, stdout)
+	var ce *conflictError
+	if !o.dryRun && (err == nil || errors.As(err, &ce)) {
+		// .env is never touched: say when its example gained or lost keys.
+		for _, c := range changes {
+			if c.Path == ".env.example" && c.Writes() {
+				if _, statErr := os.Stat(filepath.Join(p.dir, ".env")); statErr == nil {
+					fmt.Fprintf(stderr, "scaffold: note: .env.example changed and .env is never touched: copy the new keys into .env, with your own values (see git diff .env.example)\n")
+				}
+			}
+		}
+	}
+	return err
 }
 
 // carryOut prints the plan, refuses a dirty git tree, applies the changes
@@ -371,10 +383,16 @@ func carryOut(ctx context.Context, dir string, changes []lifecycle.Change, o opt
 		if len(conflicts) == 1 {
 			noun = "1 file has"
 		}
-		return fmt.Errorf("%s conflicts: %s (resolve the <<<<<<< markers, then commit; .scaffold.yaml already records the new answers and version)", noun, strings.Join(conflicts, ", "))
+		return &conflictError{fmt.Sprintf("%s conflicts: %s (resolve the <<<<<<< markers, then commit; .scaffold.yaml already records the new answers and version)", noun, strings.Join(conflicts, ", "))}
 	}
 	return nil
 }
+
+// conflictError is the result of a command that wrote conflict markers:
+// not a failure (everything is written), but exit 1 all the same.
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string { return e.msg }
 
 func printPlan(w io.Writer, changes []lifecycle.Change) {
 	for _, c := range changes {
