@@ -34,7 +34,7 @@ const modulePath = "github.com/scaffoldhq/scaffold/cmd/scaffold"
 
 func lifecycleFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "dir", Aliases: []string{"C"}, Value: ".", Usage: "the project's `DIR` (default: the current directory)"},
+		&cli.StringFlag{Name: "dir", Aliases: []string{"C"}, Usage: "the project's `DIR` (default: the current directory)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the plan per file, and write nothing", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "allow-dirty", Usage: "go on although git has uncommitted changes to files the command would change", DisableDefaultText: true},
 		baseFromFlag(),
@@ -117,7 +117,7 @@ func lifecycleCommands(stdout, stderr io.Writer) []*cli.Command {
 			Description:  "Checks the project in DIR: it is up to date when scaffold update would change\nnothing but files you edited. Exit 0 when it is, 1 (with the plan, given\n--base-from for another version) when an update is available.",
 			OnUsageError: usageError,
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "dir", Aliases: []string{"C"}, Value: ".", Usage: "the project's `DIR` (default: the current directory)"},
+				&cli.StringFlag{Name: "dir", Aliases: []string{"C"}, Usage: "the project's `DIR` (default: the current directory)"},
 				baseFromFlag(),
 			},
 			Action: func(c *cli.Context) error {
@@ -148,6 +148,9 @@ type project struct {
 }
 
 func openProject(dir string) (project, error) {
+	if dir == "" {
+		dir = "."
+	}
 	p := project{dir: dir}
 	file := filepath.Join(dir, generator.AnswersFileName)
 	raw, err := os.ReadFile(file)
