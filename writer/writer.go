@@ -50,6 +50,9 @@ func Check(dir string, files, secrets map[string][]byte, force bool) (Plan, erro
 	if err != nil {
 		return plan, &Error{What: fmt.Sprintf("cannot read %s: %v", dir, cause(err)), Fix: "choose another DIR"}
 	}
+	// A directory holding only .git (a repository just made, or cloned
+	// empty) is empty for scaffold: the project becomes its first files.
+	entries = slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return e.Name() == ".git" })
 	if len(entries) == 0 {
 		return plan, nil
 	}
@@ -224,7 +227,14 @@ func mkdirAll(dir string) (string, error) {
 
 func isEmpty(dir string) bool {
 	entries, err := os.ReadDir(dir)
-	return err == nil && len(entries) == 0
+	return err == nil && !slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return e.Name() != ".git" })
+}
+
+// IsEmpty reports whether dir is missing, or a directory with nothing in it
+// but perhaps .git.
+func IsEmpty(dir string) bool {
+	_, err := os.Stat(dir)
+	return err != nil || isEmpty(dir)
 }
 
 func sortedKeys(a, b map[string][]byte) []string {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -35,6 +37,10 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //
 //	cmptree DIR1 DIR2   the two trees hold the same files with the same bytes
 //	notemp DIR          DIR holds no temporary directory of scaffold's
+//	mkold VERSION OVERLAY BIN
+//	                    build an older scaffold into BIN: this repository's
+//	                    source with Version set to VERSION and the files
+//	                    under OVERLAY laid over it (templates, manifest)
 //
 // and $SCAFFOLD_VERSION is the generator version, $SCAFFOLD the command's path.
 func TestScripts(t *testing.T) {
@@ -49,11 +55,17 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("SCAFFOLD", bin)
+			// The go command in scripts (building a generated project, or
+			// an older scaffold) shares this one's caches and settings.
+			for k, v := range goEnv() {
+				env.Setenv(k, v)
+			}
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"cmptree": cmdCmpTree,
 			"notemp":  cmdNoTemp,
+			"mkold":   cmdMkOld,
 		},
 	})
 }
@@ -135,4 +147,96 @@ func cmdNoTemp(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("temporary directory left behind: %s", e.Name())
 		}
 	}
+}
+
+var goEnvOnce = sync.OnceValue(func() map[string]string {
+	keys := []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOPROXY", "GONOSUMDB", "GOFLAGS", "GOTOOLCHAIN"}
+	out, err := exec.Command("go", append([]string{"env"}, keys...)...).Output()
+	env := map[string]string{}
+	if err != nil {
+		return env
+	}
+	for i, v := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if i < len(keys) && v != "" {
+			env[keys[i]] = v
+		}
+	}
+	return env
+})
+
+func goEnv() map[string]string { return goEnvOnce() }
+
+// cmdMkOld builds a real previous version of scaffold: the source of this
+// module (its packages, not its tests or test data) copied into a temporary
+// directory, the Version constant set, an overlay of changed or added files
+// laid over it, and go build.
+func cmdMkOld(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: mkold VERSION OVERLAY BIN")
+	}
+	version, overlay, bin := args[0], ts.MkAbs(args[1]), ts.MkAbs(args[2])
+	root, err := filepath.Abs("../..")
+	ts.Check(err)
+	src := ts.MkAbs("old-src")
+	ts.Check(os.MkdirAll(src, 0o755))
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			switch {
+			case rel == ".":
+				return nil
+			case strings.HasPrefix(d.Name(), "."), d.Name() == "testdata", rel == "reference-app", rel == "internal":
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(src, rel), 0o755)
+		}
+		if strings.HasSuffix(rel, "_test.go") || d.Name() == ".git" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(src, rel), b, 0o644)
+	})
+	ts.Check(err)
+	err = filepath.WalkDir(overlay, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(overlay, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(src, rel)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	ts.Check(err)
+	vfile := filepath.Join(src, "generator", "version.go")
+	b, err := os.ReadFile(vfile)
+	ts.Check(err)
+	re := regexp.MustCompile(`const Version = "[^"]*"`)
+	if !re.Match(b) {
+		ts.Fatalf("no Version constant in generator/version.go")
+	}
+	ts.Check(os.WriteFile(vfile, re.ReplaceAll(b, []byte(`const Version = "`+version+`"`)), 0o644))
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/scaffold")
+	cmd.Dir = src
+	cmd.Env = os.Environ()
+	for k, v := range goEnv() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		ts.Fatalf("building scaffold %s: %v\n%s", version, err, out)
+	}
+	ts.Check(os.RemoveAll(src))
 }

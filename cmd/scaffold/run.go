@@ -37,8 +37,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		// cli would print nothing and exit 0.
 		return fmt.Errorf("no help for unknown command %q (commands: %s; see scaffold --help)", args[2], strings.Join(commandNames, ", "))
 	}
-	if len(args) > 1 && args[1] == "new" {
-		args = append(args[:2:2], flagsFirst(args[2:], newFlags())...)
+	if len(args) > 1 {
+		flags := map[string][]cli.Flag{"new": newFlags(), "add": lifecycleFlags(), "remove": lifecycleFlags(),
+			"update": append(lifecycleFlags(), answerFlags()...), "check": lifecycleFlags()}[args[1]]
+		if flags != nil {
+			args = append(args[:2:2], flagsFirst(args[2:], flags)...)
+		}
 	}
 	app := &cli.App{
 		Name:        "scaffold",
@@ -52,9 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		// must not print them or exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
-		Commands: []*cli.Command{
-			newCommand(getenv, stdin, stdout, stderr),
-			{
+		Commands: append([]*cli.Command{
+			newCommand(getenv, stdin, stdout, stderr)},
+			append(lifecycleCommands(stdout, stderr), []*cli.Command{{
 				Name:  "features",
 				Usage: "list the features, what each adds and what each needs",
 				Action: func(c *cli.Context) error {
@@ -64,18 +68,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 					return listFeatures(stdout)
 				},
 			},
-			{
-				Name:  "version",
-				Usage: "print the generator version",
-				Action: func(c *cli.Context) error {
-					if c.NArg() > 0 {
-						return fmt.Errorf("version takes no arguments, got %s (usage: scaffold version)", strings.Join(c.Args().Slice(), " "))
-					}
-					printVersion(stdout)
-					return nil
+				{
+					Name:  "version",
+					Usage: "print the generator version",
+					Action: func(c *cli.Context) error {
+						if c.NArg() > 0 {
+							return fmt.Errorf("version takes no arguments, got %s (usage: scaffold version)", strings.Join(c.Args().Slice(), " "))
+						}
+						printVersion(stdout)
+						return nil
+					},
 				},
-			},
-		},
+			}...)...),
 		CommandNotFound: func(c *cli.Context, name string) {
 			// Reported by the Action below as an error.
 		},
@@ -89,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return app.RunContext(ctx, args)
 }
 
-var commandNames = []string{"new", "features", "version", "help"}
+var commandNames = []string{"new", "add", "remove", "update", "check", "features", "version", "help"}
 
 func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "scaffold %s (%s)\n", generator.Version, runtime.Version())
@@ -215,7 +219,9 @@ func newFlags() []cli.Flag {
 		&cli.StringFlag{Name: "answers", Usage: "read answers from `FILE` (the format of a generated .scaffold.yaml); flags override it"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the files that would be written, and write nothing", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "git", Usage: "after writing, git init DIR and make a first commit of the project (DIR must not be inside a git work tree)", DisableDefaultText: true},
-		&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR, replacing only the files scaffold generates", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "force", Usage: "write into a non-empty DIR: a project already there is updated as scaffold update does; elsewhere, files that exist and differ make it refuse", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "allow-dirty", Usage: "with --force: go on although git has uncommitted changes to files it would change", DisableDefaultText: true},
+		baseFromFlag(),
 	}
 }
 
@@ -251,6 +257,15 @@ func newProject(c *cli.Context, getenv func(string) string, stdin io.Reader, std
 	secrets, err := generator.Secrets(a, rand.Reader)
 	if err != nil {
 		return err
+	}
+	if force && !writer.IsEmpty(dir) {
+		if err := forceInto(c, dir, a, files, secrets, stdout, stderr); err != nil {
+			return err
+		}
+		if !c.Bool("dry-run") {
+			printNext(stdout, dir, a)
+		}
+		return nil
 	}
 	if c.Bool("dry-run") {
 		plan, err := writer.Check(dir, files, secrets, force)
