@@ -61,6 +61,8 @@ type Data struct {
 	// start their own servers, and several packages at once on 2 cores made
 	// the servers too slow to answer within the tests' timeouts.
 	TestCommand string
+	// TestTimeout is the -timeout of make test and make cluster-test.
+	TestTimeout string
 
 	// Require is the require blocks of go.mod, from generator/deps.
 	Require string
@@ -86,11 +88,22 @@ func newData(a Answers, lock Lock) Data {
 		AppRange:         map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
 		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
 		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
-		TestCommand:      "go test -count=1 -p 1 -timeout 30m ./...",
+		TestCommand:      "go test -count=1 -p 1 -timeout " + testTimeout(a.Replicas) + " ./...",
+		TestTimeout:      testTimeout(a.Replicas),
 		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
 		Require:          lock.Require,
 		Bucket:           bucket(a.Name),
 	}
+}
+
+// testTimeout bounds `make test`: the cluster tests start every instance
+// for each test, and a rolling restart takes about 17s per instance, so
+// 20 instances need well over the 30 minutes that 3 take about 6 of.
+func testTimeout(replicas int) string {
+	if replicas > 5 {
+		return "60m"
+	}
+	return "30m"
 }
 
 func bucket(name string) string {
