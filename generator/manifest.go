@@ -82,6 +82,7 @@ var Base = Feature{
 			"testsupport/faultproxy_test.go",
 			"testsupport/sysproc_*.go",
 			"testsupport/testsupport_test.go",
+			"README.md.d/servers.md",
 		},
 	},
 }
@@ -94,6 +95,7 @@ var Features = []Feature{
 		Description: "PostgreSQL, with a sample notes API at /api/notes; instances starting together update the schema once",
 		Files: []string{
 			"notes/",
+			"README.md.d/db.md",
 			"postgres/migrate.go",
 			"postgres/migrate_test.go",
 			"postgres/main_test.go",
@@ -123,6 +125,7 @@ var Features = []Feature{
 		Needs:       []string{"db"},
 		Files: []string{
 			"cache/",
+			"README.md.d/cache.md",
 			"redis/",
 			"httpapi/notes_cache.go",
 			"httpapi/notes_cache_test.go",
@@ -144,6 +147,7 @@ var Features = []Feature{
 		Description: "file uploads at /api/files, kept in S3-compatible storage (MinIO), or a local directory on one machine",
 		Files: []string{
 			"blob/",
+			"README.md.d/blob.md",
 			"minio/",
 			"httpapi/files.go",
 			"httpapi/files_test.go",
@@ -164,6 +168,7 @@ var Features = []Feature{
 		Needs:       []string{"db"},
 		Files: []string{
 			"worker/",
+			"README.md.d/worker.md",
 			"postgres/elector.go",
 			"postgres/elector_test.go",
 			"postgres/runs.go",
@@ -183,6 +188,7 @@ var Features = []Feature{
 		Description: "run several instances behind a load balancer with docker compose, and a test of the whole cluster",
 		Files: []string{
 			"docker-compose.yml",
+			"README.md.d/compose.md",
 			".env.example",
 			"clustertest/bench_test.go",
 			"clustertest/cluster_test.go",
@@ -197,7 +203,7 @@ var Features = []Feature{
 			"testsupport/proxy_test.go",
 		},
 		With: map[string][]string{
-			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go", "clustertest/idempotency_test.go"},
+			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go", "clustertest/idempotency_test.go", "README.md.d/robust.md"},
 			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
