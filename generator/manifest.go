@@ -29,7 +29,9 @@ type Feature struct {
 	// ("go.mod"), a directory ending in "/" ("internal/postgres/") or a
 	// path.Match pattern ("migrations/*.sql"). Paths are those of the
 	// generated project, so a template templates/go.mod.tmpl is owned by
-	// "go.mod".
+	// "go.mod". A template fragment is owned the same way
+	// ("README.md.d/db.md"): it is parsed with its file only when its
+	// entry is on (see FragmentOf).
 	Files []string
 	// With holds files of the feature that exist only when something else
 	// is on too: another feature ("cache": the cluster test of the cache
