@@ -34,8 +34,8 @@ type Config struct {
 	// after the listener closed (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 
-	// Each feature's settings are a struct in config/<feature>.go, whose
-	// fields read as the Config's own (cfg.DatabaseURL).
+	// A feature's settings are a struct in config/<feature>.go, embedded
+	// here so that its fields read as the Config's own (cfg.DatabaseURL).
 }
 
 // Var is an environment variable that Load reads.
@@ -106,7 +106,7 @@ func load(r *reader) Config {
 		drain = 3 * time.Second
 	}
 	c.DrainDelay = r.duration("SHUTDOWN_DRAIN_DELAY", drain)
-	// Each feature reads its own variables, in config/<feature>.go.
+	// A feature reads its own variables, in config/<feature>.go.
 
 	return c
 }

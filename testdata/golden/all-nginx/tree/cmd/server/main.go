@@ -167,18 +167,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Version:      version,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}
+
 	db, err := openDB(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+
 	closeCache, err := openCache(cfg, log, &opts, db.notes)
 	if err != nil {
 		return err
 	}
 	defer closeCache()
+
 	waitWorker := startWorker(ctx, cfg, log, &opts, db.DB)
 	defer waitWorker()
+
 	closeFiles, err := openFiles(ctx, cfg, log, &opts)
 	if err != nil {
 		return err

@@ -165,6 +165,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Version:      version,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}
+
 	closeFiles, err := openFiles(ctx, cfg, log, &opts)
 	if err != nil {
 		return err

@@ -167,6 +167,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Version:      version,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}
+
 	db, err := openDB(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
