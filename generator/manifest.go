@@ -191,6 +191,7 @@ var Features = []Feature{
 		Files: []string{
 			"docker-compose.yml",
 			"README.md.d/compose.md",
+			"Makefile.d/compose.mk",
 			".env.example",
 			"clustertest/bench_test.go",
 			"clustertest/cluster_test.go",
