@@ -177,3 +177,50 @@ func TestFragments(t *testing.T) {
 		}
 	}
 }
+
+// The base's Go, Markdown and Makefile templates are shared by every
+// feature: each feature's part there is a line or a small block (opening its
+// client, an include of its fragment), its code being in files it owns. A
+// block `{{- if .Feature}}` ... `{{- end}}` longer than this says that code
+// belongs in cmd/server/<feature>.go, config/<feature>.go or a fragment. The
+// shell script and the compose file are not held to it: a block of either
+// is read best in place.
+func TestSharedFilesBlockPerFeature(t *testing.T) {
+	const maxLines = 12
+	paths, err := TemplatePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := regexp.MustCompile(`^\{\{- if \.[A-Z]\w*\}\}$`)
+	action := regexp.MustCompile(`\{\{-?\s*(if|range|with|define|block|end)\b`)
+	for _, p := range paths {
+		out := strings.TrimSuffix(p, ".tmpl")
+		if ok, _ := Base.Owns(out); !ok || !(strings.HasSuffix(out, ".go") || strings.HasSuffix(out, ".md") || out == "Makefile") {
+			continue
+		}
+		src, err := fs.ReadFile(templates.FS, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(src), "\n")
+		for i := 0; i < len(lines); i++ {
+			if !start.MatchString(lines[i]) {
+				continue
+			}
+			depth, j := 1, i+1
+			for ; j < len(lines) && depth > 0; j++ {
+				for _, m := range action.FindAllStringSubmatch(lines[j], -1) {
+					if m[1] == "end" {
+						depth--
+					} else {
+						depth++
+					}
+				}
+			}
+			if n := j - i - 2; n > maxLines {
+				t.Errorf("templates/%s:%d: %s holds %d lines; move them to a file or fragment the feature owns", p, i+1, lines[i], n)
+			}
+			i = j - 1
+		}
+	}
+}
