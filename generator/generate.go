@@ -146,27 +146,49 @@ func GenerateWithLock(a Answers, lock Lock) (map[string][]byte, error) {
 	for _, f := range a.Features {
 		on[f] = true
 	}
-	files := map[string][]byte{}
-	err := walkTemplates(func(tmplPath, outPath string) error {
+	included := func(outPath string) (bool, error) {
 		owner, with, err := Owner(outPath)
 		if err != nil {
+			return false, err
+		}
+		return on[owner] && (with == "" || slices.ContainsFunc(strings.Split(with, "|"), func(w string) bool { return on[w] })), nil
+	}
+	// Fragments are gathered first: they are not files of their own but
+	// parts of the file they are fragments of, and only those of the
+	// features that are on are parsed, so that including one of a feature
+	// that is off is an error.
+	var outputs [][2]string
+	fragments := map[string][]string{} // parent output path -> fragment template paths
+	err := walkTemplates(func(tmplPath, outPath string) error {
+		ok, err := included(outPath)
+		if err != nil || !ok {
 			return err
 		}
-		if !on[owner] || with != "" && !slices.ContainsFunc(strings.Split(with, "|"), func(w string) bool { return on[w] }) {
-			return nil
+		if parent, isFragment := FragmentOf(outPath); isFragment {
+			fragments[parent] = append(fragments[parent], tmplPath)
+		} else {
+			outputs = append(outputs, [2]string{tmplPath, outPath})
 		}
-		if _, dup := files[outPath]; dup {
-			return fmt.Errorf("templates/%s and another template both make %s (keep one)", tmplPath, outPath)
-		}
-		content, err := render(tmplPath, outPath, data)
-		if err != nil {
-			return err
-		}
-		files[outPath] = content
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, o := range outputs {
+		tmplPath, outPath := o[0], o[1]
+		if _, dup := files[outPath]; dup {
+			return nil, fmt.Errorf("templates/%s and another template both make %s (keep one)", tmplPath, outPath)
+		}
+		content, err := render(tmplPath, outPath, data, fragments[outPath])
+		if err != nil {
+			return nil, err
+		}
+		files[outPath] = content
+		delete(fragments, outPath)
+	}
+	for _, parent := range slices.Sorted(maps.Keys(fragments)) {
+		return nil, fmt.Errorf("templates/%s: a fragment of %s, which is not a file of this project", fragments[parent][0], parent)
 	}
 	files[AnswersFileName] = a.MarshalFile()
 	if len(bytes.TrimSpace(lock.Sum)) > 0 {
@@ -189,6 +211,20 @@ func walkTemplates(fn func(tmplPath, outPath string) error) error {
 	})
 }
 
+// FragmentOf reports whether output path p is a template fragment rather
+// than a file: a template in a directory named after a shared file plus
+// ".d" (templates/README.md.d/db.md.tmpl) is parsed along with that file's
+// template (templates/README.md.tmpl), which includes it by name
+// ({{template "db.md" .}}, or the names it defines). Fragments let a
+// feature own its part of a shared file; they are never written.
+func FragmentOf(p string) (parent string, ok bool) {
+	dir := path.Dir(p)
+	if !strings.HasSuffix(dir, ".d") {
+		return "", false
+	}
+	return strings.TrimSuffix(dir, ".d"), true
+}
+
 // TemplatePaths lists the template tree (paths within templates/) in order.
 func TemplatePaths() ([]string, error) {
 	var paths []string
@@ -199,16 +235,46 @@ func TemplatePaths() ([]string, error) {
 	return paths, err
 }
 
-func render(tmplPath, outPath string, data Data) ([]byte, error) {
+func render(tmplPath, outPath string, data Data, fragments []string) ([]byte, error) {
 	src, err := fs.ReadFile(templates.FS, tmplPath)
 	if err != nil {
 		return nil, err
 	}
 	out := src
+	if len(fragments) > 0 && !strings.HasSuffix(tmplPath, ".tmpl") {
+		return nil, fmt.Errorf("templates/%s has fragments (%s) but is not a template (name it %s.tmpl)", tmplPath, fragments[0], tmplPath)
+	}
 	if strings.HasSuffix(tmplPath, ".tmpl") {
 		t, err := template.New(tmplPath).Option("missingkey=error").Parse(string(src))
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %v (fix the template)", tmplPath, oneLine(err.Error()))
+		}
+		for _, f := range fragments {
+			if !strings.HasSuffix(f, ".tmpl") {
+				return nil, fmt.Errorf("templates/%s: a fragment must end in .tmpl", f)
+			}
+			src, err := fs.ReadFile(templates.FS, f)
+			if err != nil {
+				return nil, err
+			}
+			// Parsed on its own first, to check the names it defines: each
+			// starts with the fragment's own (db.md defines db.api, db.config
+			// ...), so that two fragments cannot define one name, which
+			// text/template would let the later one replace.
+			name := path.Base(strings.TrimSuffix(f, ".tmpl"))
+			ft, err := template.New(name).Parse(string(src))
+			if err != nil {
+				return nil, fmt.Errorf("template %s: %v (fix the template)", f, oneLine(err.Error()))
+			}
+			prefix, _, _ := strings.Cut(name, ".")
+			for _, def := range ft.Templates() {
+				if def.Name() != name && !strings.HasPrefix(def.Name(), prefix+".") || t.Lookup(def.Name()) != nil {
+					return nil, fmt.Errorf("template %s defines %q: a fragment's names start with %q and are its own", f, def.Name(), prefix+".")
+				}
+				if _, err := t.AddParseTree(def.Name(), def.Tree); err != nil {
+					return nil, fmt.Errorf("template %s: %v", f, err)
+				}
+			}
 		}
 		var buf bytes.Buffer
 		if err := t.Execute(&buf, data); err != nil {

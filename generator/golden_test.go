@@ -264,7 +264,7 @@ func TestShortNameBucket(t *testing.T) {
 	}
 	for p, want := range map[string]string{
 		"docker-compose.yml": `S3_BUCKET: "r1-files"`,
-		"config/config.go":   `r.str("S3_BUCKET", "r1-files")`,
+		"config/blob.go":     `r.str("S3_BUCKET", "r1-files")`,
 	} {
 		if !bytes.Contains(files[p], []byte(want)) {
 			t.Errorf("%s: want %s", p, want)

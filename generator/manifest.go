@@ -29,7 +29,9 @@ type Feature struct {
 	// ("go.mod"), a directory ending in "/" ("internal/postgres/") or a
 	// path.Match pattern ("migrations/*.sql"). Paths are those of the
 	// generated project, so a template templates/go.mod.tmpl is owned by
-	// "go.mod".
+	// "go.mod". A template fragment is owned the same way
+	// ("README.md.d/db.md"): it is parsed with its file only when its
+	// entry is on (see FragmentOf).
 	Files []string
 	// With holds files of the feature that exist only when something else
 	// is on too: another feature ("cache": the cluster test of the cache
@@ -82,6 +84,7 @@ var Base = Feature{
 			"testsupport/faultproxy_test.go",
 			"testsupport/sysproc_*.go",
 			"testsupport/testsupport_test.go",
+			"README.md.d/servers.md",
 		},
 	},
 }
@@ -94,6 +97,7 @@ var Features = []Feature{
 		Description: "PostgreSQL, with a sample notes API at /api/notes; instances starting together update the schema once",
 		Files: []string{
 			"notes/",
+			"README.md.d/db.md",
 			"postgres/migrate.go",
 			"postgres/migrate_test.go",
 			"postgres/main_test.go",
@@ -104,7 +108,9 @@ var Features = []Feature{
 			"postgres/migrations/00005_notes_idempotency_key.sql",
 			"httpapi/notes.go",
 			"httpapi/notes_test.go",
+			"config/db.go",
 			"config/db_test.go",
+			"cmd/server/db.go",
 			"cmd/server/migrate.go",
 			"cmd/server/db_test.go",
 			"testsupport/postgres.go",
@@ -121,10 +127,13 @@ var Features = []Feature{
 		Needs:       []string{"db"},
 		Files: []string{
 			"cache/",
+			"README.md.d/cache.md",
 			"redis/",
 			"httpapi/notes_cache.go",
 			"httpapi/notes_cache_test.go",
+			"config/cache.go",
 			"config/cache_test.go",
+			"cmd/server/cache.go",
 			"cmd/server/cache_test.go",
 			"testsupport/redis.go",
 			"testsupport/redis_test.go",
@@ -140,9 +149,11 @@ var Features = []Feature{
 		Description: "file uploads at /api/files, kept in S3-compatible storage (MinIO), or a local directory on one machine",
 		Files: []string{
 			"blob/",
+			"README.md.d/blob.md",
 			"minio/",
 			"httpapi/files.go",
 			"httpapi/files_test.go",
+			"config/blob.go",
 			"config/blob_test.go",
 			"cmd/server/blob.go",
 			"cmd/server/blob_test.go",
@@ -159,6 +170,7 @@ var Features = []Feature{
 		Needs:       []string{"db"},
 		Files: []string{
 			"worker/",
+			"README.md.d/worker.md",
 			"postgres/elector.go",
 			"postgres/elector_test.go",
 			"postgres/runs.go",
@@ -167,7 +179,9 @@ var Features = []Feature{
 			"postgres/migrations/00004_leader_pid.sql",
 			"httpapi/jobs.go",
 			"httpapi/jobs_test.go",
+			"config/worker.go",
 			"config/worker_test.go",
+			"cmd/server/worker.go",
 			"cmd/server/worker_test.go",
 		},
 	},
@@ -176,6 +190,8 @@ var Features = []Feature{
 		Description: "run several instances behind a load balancer with docker compose, and a test of the whole cluster",
 		Files: []string{
 			"docker-compose.yml",
+			"README.md.d/compose.md",
+			"Makefile.d/compose.mk",
 			".env.example",
 			"clustertest/bench_test.go",
 			"clustertest/cluster_test.go",
@@ -190,7 +206,7 @@ var Features = []Feature{
 			"testsupport/proxy_test.go",
 		},
 		With: map[string][]string{
-			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go", "clustertest/idempotency_test.go"},
+			"db":         {"clustertest/migrate_test.go", "clustertest/bodylimit_test.go", "clustertest/robust_test.go", "clustertest/idempotency_test.go", "README.md.d/robust.md"},
 			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},

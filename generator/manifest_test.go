@@ -1,12 +1,16 @@
 package generator
 
 import (
+	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/mod/module"
+
+	"github.com/scaffoldhq/scaffold/templates"
 )
 
 // Every template belongs to exactly one manifest entry, and every pattern of
@@ -114,6 +118,109 @@ func TestGenerateEveryCombination(t *testing.T) {
 					t.Errorf("%v: no %s", combo, want)
 				}
 			}
+		}
+	}
+}
+
+// Template fragments (templates/F.d/NAME.tmpl) are parts of F's template:
+// each ends in .tmpl, its F is a template, no project gets it as a file,
+// and every name it defines is included by F's template, so that a section
+// moved into a fragment cannot silently drop out of the output.
+func TestFragments(t *testing.T) {
+	paths, err := TemplatePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	define := regexp.MustCompile(`\{\{-?\s*define\s+"([^"]+)"`)
+	found := 0
+	for _, p := range paths {
+		parent, ok := FragmentOf(strings.TrimSuffix(p, ".tmpl"))
+		if !ok {
+			continue
+		}
+		found++
+		if !strings.HasSuffix(p, ".tmpl") {
+			t.Errorf("templates/%s: a fragment must end in .tmpl", p)
+			continue
+		}
+		parentSrc, err := fs.ReadFile(templates.FS, parent+".tmpl")
+		if err != nil {
+			t.Errorf("templates/%s: no template %s.tmpl to be a fragment of", p, parent)
+			continue
+		}
+		src, err := fs.ReadFile(templates.FS, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := define.FindAllStringSubmatch(string(src), -1)
+		if len(names) == 0 {
+			names = [][]string{{"", path.Base(strings.TrimSuffix(p, ".tmpl"))}}
+		}
+		for _, m := range names {
+			if !strings.Contains(string(parentSrc), `{{template "`+m[1]+`"`) {
+				t.Errorf("templates/%s defines %q, which templates/%s.tmpl does not include", p, m[1], parent)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no fragments found")
+	}
+	for _, combo := range Combinations() {
+		files, err := Generate(Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo, LB: "nginx", Replicas: 2, Port: 8080})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := range files {
+			if _, ok := FragmentOf(p); ok {
+				t.Errorf("%v: fragment %s written as a file", combo, p)
+			}
+		}
+	}
+}
+
+// The base's Go, Markdown and Makefile templates are shared by every
+// feature: each feature's part there is a line or a small block (opening its
+// client, an include of its fragment), its code being in files it owns. A
+// block `{{- if .Feature}}` ... `{{- end}}` longer than this says that code
+// belongs in cmd/server/<feature>.go, config/<feature>.go or a fragment. The
+// shell script and the compose file are not held to it: a block of either
+// is read best in place.
+func TestSharedFilesBlockPerFeature(t *testing.T) {
+	const maxLines = 12
+	paths, err := TemplatePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := regexp.MustCompile(`^\{\{- if \.[A-Z]\w*\}\}$`)
+	action := regexp.MustCompile(`\{\{-?\s*(if|range|with|define|block|end)\b`)
+	for _, p := range paths {
+		out := strings.TrimSuffix(p, ".tmpl")
+		if ok, _ := Base.Owns(out); !ok || !(strings.HasSuffix(out, ".go") || strings.HasSuffix(out, ".md") || out == "Makefile") {
+			continue
+		}
+		src, err := fs.ReadFile(templates.FS, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(src), "\n")
+		for i := 0; i < len(lines); i++ {
+			if !start.MatchString(lines[i]) {
+				continue
+			}
+			depth, j := 1, i+1
+			for ; j < len(lines) && depth > 0; j++ {
+				for _, m := range action.FindAllStringSubmatch(lines[j], -1) {
+					if m[1] == "end" {
+						depth--
+					} else {
+						depth++
+					}
+				}
+			}
+			if n := j - i - 2; n > maxLines {
+				t.Errorf("templates/%s:%d: %s holds %d lines; move them to a file or fragment the feature owns", p, i+1, lines[i], n)
+			}
+			i = j - 1
 		}
 	}
 }

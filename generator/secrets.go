@@ -36,7 +36,7 @@ func Secrets(a Answers, random io.Reader) (map[string][]byte, error) {
 // composeSecrets writes .env: .env.example with every "change-me" replaced
 // by its own random value (hex, so it is safe inside URLs).
 func composeSecrets(a Answers, random io.Reader) (map[string][]byte, error) {
-	example, err := render(".env.example.tmpl", ".env.example", newData(a, Lock{}))
+	example, err := render(".env.example.tmpl", ".env.example", newData(a, Lock{}), nil)
 	if err != nil {
 		return nil, err
 	}

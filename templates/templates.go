@@ -6,6 +6,10 @@
 // copied as they are. Which feature owns which file is decided by the manifest
 // in package generator, not here.
 //
+// A directory named after a file plus ".d" holds that file's fragments
+// (README.md.d/db.md.tmpl): parts of README.md.tmpl that a feature owns,
+// parsed with it and included by name, never written as files of their own.
+//
 // Go sources and go.mod/go.sum must carry the .tmpl suffix: a plain .go file
 // here would be compiled as part of this module, and a plain go.mod would cut
 // its directory out of the module (and out of the embedded tree).

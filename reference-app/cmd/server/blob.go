@@ -8,6 +8,7 @@ import (
 
 	"example.com/acme/shop/blob"
 	"example.com/acme/shop/config"
+	"example.com/acme/shop/httpapi"
 	"example.com/acme/shop/minio"
 )
 
@@ -15,10 +16,24 @@ import (
 // bucket (compose starts the app and MinIO together). A var for tests.
 var bucketWait = 15 * time.Second
 
-// openFiles opens the file store: the bucket S3_BUCKET on S3_ENDPOINT when
+// openFiles serves the file routes from the file store, and adds its
+// readiness check: not critical, since a store that fails makes only the
+// file routes fail (503). The returned func releases the store, after the
+// server has drained.
+func openFiles(ctx context.Context, cfg config.Config, log *slog.Logger, opts *httpapi.Options) (func(), error) {
+	files, closeFiles, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	opts.Files, opts.MaxFileBytes = files, cfg.MaxFileBytes
+	opts.Checks = append(opts.Checks, httpapi.Check{Name: "blob", Critical: false, Check: files.Check})
+	return closeFiles, nil
+}
+
+// openStore opens the file store: the bucket S3_BUCKET on S3_ENDPOINT when
 // that is set, else the local directory BLOB_DIR. The returned func
 // releases it.
-func openFiles(ctx context.Context, cfg config.Config, log *slog.Logger) (blob.Store, func(), error) {
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (blob.Store, func(), error) {
 	if cfg.S3Endpoint == "" {
 		d, err := blob.OpenDir(cfg.BlobDir)
 		if err != nil {

@@ -27,12 +27,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"example.com/acme/shop/cache"
 	"example.com/acme/shop/config"
 	"example.com/acme/shop/httpapi"
-	"example.com/acme/shop/postgres"
-	"example.com/acme/shop/redis"
-	"example.com/acme/shop/worker"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -60,13 +56,17 @@ func exitCode(err error) int {
 	return 1
 }
 
-// commands are what `server help` lists, in that order.
-var commands = []struct{ name, summary string }{
-	{"serve", "serve HTTP (the default)"},
-	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200"},
-	{"migrate", "apply pending database migrations and exit"},
-	{"version", "print the version, VCS revision and Go version"},
-	{"help", "print this help (also -h, --help)"},
+// commands are what `server help` lists, in that order. Those with a run
+// func need the configuration; help and version answer without it.
+var commands = []struct {
+	name, summary string
+	run           func(context.Context, config.Config, *slog.Logger) error
+}{
+	{"serve", "serve HTTP (the default)", serve},
+	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200", healthcheck},
+	{"migrate", "apply pending database migrations and exit", migrate},
+	{"version", "print the version, VCS revision and Go version", nil},
+	{"help", "print this help (also -h, --help)", nil},
 }
 
 // run is the whole program. It returns when ctx is cancelled (SIGTERM) and
@@ -83,8 +83,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usage(stdout, args[0])
 	case "version", "--version":
 		return printVersion(stdout)
-	case "serve", "healthcheck", "migrate":
-	default:
+	}
+	var runCommand func(context.Context, config.Config, *slog.Logger) error
+	for _, c := range commands {
+		if c.name == command {
+			runCommand = c.run
+		}
+	}
+	if runCommand == nil {
 		return usageError{fmt.Sprintf("unknown command %q: run %q for the commands", command, filepath.Base(args[0])+" --help")}
 	}
 
@@ -98,15 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = slog.NewTextHandler(stdout, opts)
 	}
 	log := slog.New(handler).With("instance_id", cfg.InstanceID)
-
-	switch command {
-	case "healthcheck":
-		return healthcheck(ctx, cfg)
-	case "migrate":
-		return migrate(ctx, cfg, log)
-	default:
-		return serve(ctx, cfg, log)
-	}
+	return runCommand(ctx, cfg, log)
 }
 
 // usage prints the commands and the environment variables with their
@@ -157,7 +155,11 @@ func printVersion(w io.Writer) error {
 }
 
 // serve builds the dependencies, serves HTTP until ctx is done, then shuts
-// down in the order that loses no request.
+// down in the order that loses no request. Each feature's wiring is in
+// cmd/server/<feature>.go: it opens its client, adds its routes and
+// readiness checks to opts, and returns what releases it. The deferred
+// releases run after listenAndServe has drained, in reverse order, so no
+// request in flight loses its connection.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	opts := httpapi.Options{
 		Logger:       log,
@@ -166,76 +168,26 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}
 
-	// db: the pool is closed by the deferred Close after listenAndServe has
-	// drained, so no request in flight loses its connection.
-	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DBPoolSize)
+	db, err := openDB(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	log.Info("database pool", "pool_size", cfg.DBPoolSize)
-	if cfg.MigrateOnStart {
-		if _, err := db.Migrate(ctx, log); err != nil {
-			return err
-		}
+
+	closeCache, err := openCache(cfg, log, &opts, db.notes)
+	if err != nil {
+		return err
 	}
-	opts.Checks = append(opts.Checks, httpapi.Check{Name: "postgres", Critical: true, Check: db.Ping})
-	noteStore := postgres.NewNoteStore(db)
-	opts.Notes = noteStore
+	defer closeCache()
 
-	// cache: Redis when REDIS_URL is set, else memory (single-node only;
-	// config refuses it in cluster mode). Every update and delete of a note
-	// invalidates it before it commits. A Redis that fails sends reads to
-	// the database and fails writes of notes with 503 (nothing written), so
-	// its readiness check is not critical. Closed after the server drained
-	// (defers run in reverse order).
-	var noteCache cache.Cache = cache.NewMemory(cfg.CacheLocalSize, cfg.CacheTTL)
-	if cfg.RedisURL != "" {
-		rc, err := redis.New(redis.Options{URL: cfg.RedisURL, Prefix: cfg.CachePrefix, TTL: cfg.CacheTTL, LocalSize: cfg.CacheLocalSize, Logger: log})
-		if err != nil {
-			return err
-		}
-		noteCache = rc
-		opts.Checks = append(opts.Checks, httpapi.Check{Name: "redis", Critical: false, Check: rc.Check})
-	}
-	defer noteCache.Close()
-	opts.Cache = noteCache
-	noteStore.BeforeCommit = httpapi.InvalidateNote(noteCache)
-	log.Info("cache", "redis", cfg.RedisURL != "", "local_size", cfg.CacheLocalSize, "ttl", cfg.CacheTTL.String())
+	waitWorker := startWorker(ctx, cfg, log, &opts, db.DB)
+	defer waitWorker()
 
-	// worker: the elector competes for leadership and runs the scheduler
-	// while this instance leads. It stops as soon as shutdown starts (ctx):
-	// it cancels the jobs, lets them record their end under the still live
-	// term, then releases the lease so another instance takes over at once;
-	// the deferred wait keeps the pool open until then (defers run in
-	// reverse order).
-	elector := postgres.NewElector(cfg.DatabaseURL, cfg.InstanceID, cfg.LeaderPoll, log)
-	runs := postgres.NewRunStore(db)
-	sched := worker.New(runs, cfg.InstanceID, cfg.WorkerInterval, log)
-	sched.Add(worker.PurgeRunsJob(runs, worker.DefaultRetention, log))
-	workerCtx, stopWorker := context.WithCancel(ctx)
-	workerDone := make(chan struct{})
-	go func() { defer close(workerDone); elector.Run(workerCtx, sched.Run) }()
-	defer func() {
-		stopWorker() // when serve returns early, ctx is not cancelled
-		select {
-		case <-workerDone:
-		case <-time.After(cfg.ShutdownTimeout):
-			log.Warn("worker: jobs did not stop within SHUTDOWN_TIMEOUT")
-		}
-	}()
-	log.Info("worker started", "interval", cfg.WorkerInterval.String(), "leader_poll", cfg.LeaderPoll.String())
-	opts.Leader, opts.JobRuns = elector, runs
-
-	// blob: a file store that fails makes only the file routes fail (503),
-	// so its readiness check is not critical.
-	files, closeFiles, err := openFiles(ctx, cfg, log)
+	closeFiles, err := openFiles(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
 	}
 	defer closeFiles()
-	opts.Files, opts.MaxFileBytes = files, cfg.MaxFileBytes
-	opts.Checks = append(opts.Checks, httpapi.Check{Name: "blob", Critical: false, Check: files.Check})
 
 	srv := httpapi.New(opts)
 	return listenAndServe(ctx, cfg, log, srv)
@@ -294,8 +246,9 @@ func listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, sr
 	return nil
 }
 
-// healthcheck asks the instance on this host whether it is ready.
-func healthcheck(ctx context.Context, cfg config.Config) error {
+// healthcheck asks the instance on this host whether it is ready. It logs
+// nothing: its exit status is the answer.
+func healthcheck(ctx context.Context, cfg config.Config, _ *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port)

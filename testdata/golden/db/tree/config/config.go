@@ -34,17 +34,9 @@ type Config struct {
 	// after the listener closed (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 
-	// db
-	// DatabaseURL is the PostgreSQL connection URL (DATABASE_URL); required,
-	// there is no single-node stand-in for the database.
-	DatabaseURL string
-	// DBPoolSize is the most connections this instance opens (DB_POOL_SIZE).
-	// Every replica opens its own pool: replicas x DBPoolSize must stay
-	// below the server's max_connections minus a reserve.
-	DBPoolSize int
-	// MigrateOnStart applies pending migrations, under a lock, before
-	// serving (MIGRATE_ON_START); off, run the migrate command instead.
-	MigrateOnStart bool
+	// A feature's settings are a struct in config/<feature>.go, embedded
+	// here so that its fields read as the Config's own (cfg.DatabaseURL).
+	DB
 }
 
 // Var is an environment variable that Load reads.
@@ -115,11 +107,8 @@ func load(r *reader) Config {
 		drain = 3 * time.Second
 	}
 	c.DrainDelay = r.duration("SHUTDOWN_DRAIN_DELAY", drain)
-	// db
-	c.DatabaseURL = r.required("DATABASE_URL",
-		"the db feature keeps notes in PostgreSQL; set a URL such as postgres://user:pass@host:5432/db?sslmode=disable")
-	c.DBPoolSize = r.int("DB_POOL_SIZE", 10, 1, 1000)
-	c.MigrateOnStart = r.bool("MIGRATE_ON_START", true)
+	// A feature reads its own variables, in config/<feature>.go.
+	loadDB(r, &c)
 
 	return c
 }
@@ -170,6 +159,8 @@ func (r *reader) oneOf(name, def, other, want string) string {
 	}
 	return v
 }
+
+// The checks below are for the features' settings (config/<feature>.go).
 
 // required is for settings without a default; why says what needs it.
 func (r *reader) required(name, why string) string {

@@ -33,6 +33,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the listener closed (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+
+	// A feature's settings are a struct in config/<feature>.go, embedded
+	// here so that its fields read as the Config's own (cfg.DatabaseURL).
 }
 
 // Var is an environment variable that Load reads.
@@ -103,6 +106,7 @@ func load(r *reader) Config {
 		drain = 3 * time.Second
 	}
 	c.DrainDelay = r.duration("SHUTDOWN_DRAIN_DELAY", drain)
+	// A feature reads its own variables, in config/<feature>.go.
 
 	return c
 }
@@ -152,6 +156,27 @@ func (r *reader) oneOf(name, def, other, want string) string {
 		return def
 	}
 	return v
+}
+
+// The checks below are for the features' settings (config/<feature>.go).
+
+// required is for settings without a default; why says what needs it.
+func (r *reader) required(name, why string) string {
+	v := r.get(name, "")
+	r.vars[len(r.vars)-1].Required = true
+	if v == "" {
+		r.missing(name, why)
+	}
+	return v
+}
+
+func (r *reader) missing(name, why string) {
+	r.errs = append(r.errs, fmt.Errorf("config: %s is required: %s", name, why))
+}
+
+// clusterNeeds reports a single-node default that cluster mode refuses.
+func (r *reader) clusterNeeds(name, why string) {
+	r.errs = append(r.errs, fmt.Errorf("config: %s is required when CLUSTER_MODE=true: %s", name, why))
 }
 
 func (r *reader) int(name string, def, min, max int) int {

@@ -55,12 +55,16 @@ func exitCode(err error) int {
 	return 1
 }
 
-// commands are what `server help` lists, in that order.
-var commands = []struct{ name, summary string }{
-	{"serve", "serve HTTP (the default)"},
-	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200"},
-	{"version", "print the version, VCS revision and Go version"},
-	{"help", "print this help (also -h, --help)"},
+// commands are what `server help` lists, in that order. Those with a run
+// func need the configuration; help and version answer without it.
+var commands = []struct {
+	name, summary string
+	run           func(context.Context, config.Config, *slog.Logger) error
+}{
+	{"serve", "serve HTTP (the default)", serve},
+	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200", healthcheck},
+	{"version", "print the version, VCS revision and Go version", nil},
+	{"help", "print this help (also -h, --help)", nil},
 }
 
 // run is the whole program. It returns when ctx is cancelled (SIGTERM) and
@@ -77,8 +81,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usage(stdout, args[0])
 	case "version", "--version":
 		return printVersion(stdout)
-	case "serve", "healthcheck":
-	default:
+	}
+	var runCommand func(context.Context, config.Config, *slog.Logger) error
+	for _, c := range commands {
+		if c.name == command {
+			runCommand = c.run
+		}
+	}
+	if runCommand == nil {
 		return usageError{fmt.Sprintf("unknown command %q: run %q for the commands", command, filepath.Base(args[0])+" --help")}
 	}
 
@@ -92,13 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = slog.NewTextHandler(stdout, opts)
 	}
 	log := slog.New(handler).With("instance_id", cfg.InstanceID)
-
-	switch command {
-	case "healthcheck":
-		return healthcheck(ctx, cfg)
-	default:
-		return serve(ctx, cfg, log)
-	}
+	return runCommand(ctx, cfg, log)
 }
 
 // usage prints the commands and the environment variables with their
@@ -149,7 +153,11 @@ func printVersion(w io.Writer) error {
 }
 
 // serve builds the dependencies, serves HTTP until ctx is done, then shuts
-// down in the order that loses no request.
+// down in the order that loses no request. Each feature's wiring is in
+// cmd/server/<feature>.go: it opens its client, adds its routes and
+// readiness checks to opts, and returns what releases it. The deferred
+// releases run after listenAndServe has drained, in reverse order, so no
+// request in flight loses its connection.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	opts := httpapi.Options{
 		Logger:       log,
@@ -215,8 +223,9 @@ func listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, sr
 	return nil
 }
 
-// healthcheck asks the instance on this host whether it is ready.
-func healthcheck(ctx context.Context, cfg config.Config) error {
+// healthcheck asks the instance on this host whether it is ready. It logs
+// nothing: its exit status is the answer.
+func healthcheck(ctx context.Context, cfg config.Config, _ *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port)
