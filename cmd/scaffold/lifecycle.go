@@ -37,6 +37,7 @@ func lifecycleFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dir", Aliases: []string{"C"}, Usage: "the project's `DIR` (default: the current directory)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the plan per file, and write nothing", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "allow-dirty", Usage: "go on although git has uncommitted changes to files the command would change", DisableDefaultText: true},
+		&cli.StringSliceFlag{Name: "restore", Usage: "bring back `PATH`, a generated file you deleted (repeat for more)"},
 		baseFromFlag(),
 	}
 }
@@ -133,11 +134,12 @@ func lifecycleCommands(stdout, stderr io.Writer) []*cli.Command {
 type opts struct {
 	dryRun, allowDirty bool
 	baseFrom           string
+	restore            []string
 	verb               string // for messages: "add", "update"...
 }
 
 func options(c *cli.Context) opts {
-	return opts{dryRun: c.Bool("dry-run"), allowDirty: c.Bool("allow-dirty"), baseFrom: c.String("base-from"), verb: c.Command.Name}
+	return opts{dryRun: c.Bool("dry-run"), allowDirty: c.Bool("allow-dirty"), baseFrom: c.String("base-from"), restore: c.StringSlice("restore"), verb: c.Command.Name}
 }
 
 // project is a generated project on disk.
@@ -270,7 +272,7 @@ func overrideAnswers(c *cli.Context, a generator.Answers) (generator.Answers, er
 // plan computes the changes that take the project p to what this scaffold
 // makes for the answers next. Secrets (.env) are never part of it, except
 // that one the new answers need and the project lacks is added.
-func plan(ctx context.Context, p project, next generator.Answers, baseFrom string) ([]lifecycle.Change, error) {
+func plan(ctx context.Context, p project, next generator.Answers, baseFrom string, restore []string) ([]lifecycle.Change, error) {
 	base, err := baseFiles(ctx, p, baseFrom)
 	if err != nil {
 		return nil, err
@@ -311,6 +313,21 @@ func plan(ctx context.Context, p project, next generator.Answers, baseFrom strin
 	}
 	labels := merge.Labels{Ours: "yours", Base: "base (scaffold " + p.recorded.GeneratorVersion + ")", Theirs: "scaffold " + generator.Version}
 	changes := lifecycle.Plan(base, theirs, ours, labels, func(q string) bool { return q == generator.AnswersFileName })
+	// A file the user deleted stays deleted, unless they ask for it back.
+	for _, r := range restore {
+		q := filepath.ToSlash(filepath.Clean(r))
+		t, ok := theirs[q]
+		switch _, exists := ours[q]; {
+		case !ok:
+			return nil, fmt.Errorf("--restore %s: scaffold does not make that file for these answers (scaffold new --dry-run lists what it makes)", r)
+		case exists:
+			return nil, fmt.Errorf("--restore %s: the file is there (--restore brings back a generated file you deleted)", r)
+		}
+		changes = slices.DeleteFunc(changes, func(c lifecycle.Change) bool { return c.Path == q })
+		added, _ := merge.Stat(nil, t)
+		changes = append(changes, lifecycle.Change{Path: q, Action: lifecycle.Add, Content: t, Added: added})
+	}
+	slices.SortFunc(changes, func(a, b lifecycle.Change) int { return strings.Compare(a.Path, b.Path) })
 	for _, s := range slices.Sorted(maps.Keys(newSecrets)) {
 		if _, ok := ours[s]; !ok {
 			added, _ := merge.Stat(nil, newSecrets[s])
@@ -322,7 +339,7 @@ func plan(ctx context.Context, p project, next generator.Answers, baseFrom strin
 
 // evolve plans and applies the change of project p to the answers next.
 func evolve(ctx context.Context, p project, next generator.Answers, o opts, stdout, stderr io.Writer) error {
-	changes, err := plan(ctx, p, next, o.baseFrom)
+	changes, err := plan(ctx, p, next, o.baseFrom, o.restore)
 	if err != nil {
 		return err
 	}
@@ -569,7 +586,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		// .scaffold.yaml changes); the plan would need the old generator.
 		return fmt.Errorf("update available: %s was made by scaffold %s, this is %s (run scaffold update; --base-from shows the plan offline)", p.dir, v, generator.Version)
 	}
-	changes, err := plan(c.Context, p, p.recorded.Answers, c.String("base-from"))
+	changes, err := plan(c.Context, p, p.recorded.Answers, c.String("base-from"), nil)
 	if err != nil {
 		return err
 	}
