@@ -38,6 +38,8 @@ type Data struct {
 	// AppEnv is the app's environment in docker-compose.yml and in the
 	// Kubernetes ConfigMap and Secret: one source for both (AppSettings).
 	AppEnv []Setting
+	// SecretEnv are the names of AppEnv's secret settings.
+	SecretEnv []string
 	// The images of the backing services, pinned, for docker-compose.yml
 	// and the Kubernetes dev overlay alike.
 	PostgresImage, RedisImage, MinIOImage string
@@ -63,7 +65,7 @@ type Data struct {
 	// pods, and a rolling update adds one (maxSurge 1, maxUnavailable 0),
 	// so the database is sized for K8sMaxReplicas + 1 pools
 	// (K8sPGMaxConnections, the dev overlay's max_connections).
-	K8sMaxReplicas, K8sPGMaxConnections int
+	K8sMaxReplicas, K8sMaxPods, K8sPGMaxConnections int
 	// K8sPreStopSeconds is the pod's preStop sleep: the pod keeps serving,
 	// still ready, while its removal from the Service's endpoints reaches
 	// every node and the ingress controller (asynchronously); only then does
@@ -105,6 +107,7 @@ func newData(a Answers, lock Lock) Data {
 		Compose:             a.Has("compose"),
 		K8s:                 a.Has("k8s"),
 		AppEnv:              AppSettings(a),
+		SecretEnv:           secretNames(AppSettings(a)),
 		PostgresImage:       "postgres:17.6-alpine",
 		RedisImage:          "redis:7.4.5-alpine",
 		MinIOImage:          "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
@@ -114,6 +117,7 @@ func newData(a Answers, lock Lock) Data {
 		PGMaxConnections:    connectionBudget(a.Replicas),
 		StopGracePeriod:     fmt.Sprintf("%ds", stopGraceSeconds(a)),
 		K8sMaxReplicas:      k8sMaxReplicas(a.Replicas),
+		K8sMaxPods:          k8sMaxReplicas(a.Replicas) + 1,
 		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas) + 1),
 		K8sPreStopSeconds:   k8sPreStopSeconds,
 		K8sGraceSeconds:     k8sPreStopSeconds + stopGraceSeconds(a),

@@ -100,3 +100,13 @@ func AppSettings(a Answers) []Setting {
 func lbConfigPath(lb string) string {
 	return map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[lb]
 }
+
+func secretNames(settings []Setting) []string {
+	var names []string
+	for _, s := range settings {
+		if s.Secret {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
