@@ -296,3 +296,32 @@ func TestK8sChangesOnlyItsFiles(t *testing.T) {
 		}
 	}
 }
+
+// The README of every project with k8s has the commands that deploy it: the
+// image for a local cluster and the apply of each overlay.
+func TestK8sReadmeCommands(t *testing.T) {
+	for _, combo := range Combinations() {
+		if !slices.Contains(combo, "k8s") {
+			continue
+		}
+		a := Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo, LB: "haproxy", Replicas: 2, Port: 8080}
+		files, err := Generate(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readme := string(files["README.md"])
+		for _, want := range []string{
+			"\n    docker build -t shop:dev . && kind load docker-image shop:dev\n    kubectl apply -k deploy/k8s/overlays/dev\n",
+			"\n    kubectl apply -k deploy/k8s/overlays/prod\n",
+		} {
+			if !strings.Contains(readme, want) {
+				t.Errorf("%v: README.md lacks %q", combo, want)
+			}
+		}
+		for _, overlay := range []string{"dev", "prod"} {
+			if files["deploy/k8s/overlays/"+overlay+"/kustomization.yaml"] == nil {
+				t.Errorf("%v: no %s overlay", combo, overlay)
+			}
+		}
+	}
+}
