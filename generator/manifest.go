@@ -227,7 +227,7 @@ var Features = []Feature{
 		// list in settings.go. It adds no Go code, so no combination's Go
 		// dependencies change with it.
 		Name:        "k8s",
-		Description: "Kubernetes manifests (kustomize): the app with probes, drain, PodDisruptionBudget, autoscaler, NetworkPolicy and Ingress; dev and prod overlays",
+		Description: "Kubernetes manifests (kustomize) for more machines than one: autoscaled, drained, with dev and prod overlays",
 		Files: []string{
 			"deploy/k8s/base/",
 			"deploy/k8s/overlays/dev/kustomization.yaml",
