@@ -142,10 +142,10 @@ spec:
   scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: good}
   minReplicas: 1
   maxReplicas: 3
-`, "could not find schema"},
-		{"wrong type", strings.Replace(good, "replicas: 2", `replicas: "two"`, 1), "replicas"},
-		{"unknown field", strings.Replace(good, "replicas: 2", "replicas: 2\n  replica: 2", 1), "replica"},
-		{"unknown field deep", strings.Replace(good, "image: good:1", "image: good:1\n          imagePullPolicyy: Always", 1), "imagePullPolicyy"},
+`, "could not find schema for HorizontalPodAutoscaler"},
+		{"wrong type", strings.Replace(good, "replicas: 2", `replicas: "two"`, 1), "at '/spec/replicas': got string, want integer"},
+		{"unknown field", strings.Replace(good, "replicas: 2", "replicas: 2\n  replica: 2", 1), "additional properties 'replica' not allowed"},
+		{"unknown field deep", strings.Replace(good, "image: good:1", "image: good:1\n          imagePullPolicyy: Always", 1), "additional properties 'imagePullPolicyy' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			results, err := kubeconform(tools, []byte(tc.manifest))
@@ -162,6 +162,7 @@ spec:
 				}
 				return
 			}
+			t.Logf("%s: %s", r.Status, r.Msg)
 			if r.Status == "statusValid" || !strings.Contains(r.Msg, tc.want) {
 				t.Errorf("got %s %q, want a failure that mentions %q", r.Status, r.Msg, tc.want)
 			}
