@@ -107,7 +107,10 @@ func leaseRow(t *testing.T, url string) (holder string, term int64) {
 // takes the lease (for many lease lengths); every election increments the
 // term, and the leader context carries it.
 func TestElectorTermsAndLiveLease(t *testing.T) {
-	const poll = 100 * time.Millisecond
+	// A slow poll: this test is about terms, not speed, and each attempt
+	// has one poll to connect and answer (TestElectorGracefulStop and the
+	// fault tests measure speed).
+	const poll = 500 * time.Millisecond
 	url := migratedURL(t)
 	cs := []*candidate{startCandidate(t, url, "a", poll)}
 	waitLeader(t, cs, -1, 5*time.Second)
@@ -115,11 +118,20 @@ func TestElectorTermsAndLiveLease(t *testing.T) {
 	for i := range 3 {
 		cs = append(cs, startCandidate(t, url, s2name(i+1), poll))
 	}
-	// Ten lease lengths: the others try every poll and must never win.
-	for end := time.Now().Add(10 * cs[0].e.Lease()); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if ls := leaders(cs); len(ls) != 1 || ls[0] != 0 {
+	// Five lease lengths: the others try every poll and must never win.
+	// Candidate 0 may doubt its lease for a moment (a renew answered late
+	// on a loaded machine); the lease row below says whether it lost it.
+	doubts := 0
+	for end := time.Now().Add(5 * cs[0].e.Lease()); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		switch ls := leaders(cs); {
+		case len(ls) == 0:
+			doubts++
+		case len(ls) != 1 || ls[0] != 0:
 			t.Fatalf("leaders %v while candidate 0 renews its lease", ls)
 		}
+	}
+	if doubts > 0 {
+		t.Logf("candidate 0 did not know it led in %d checks (5ms apart): renews answered late", doubts)
 	}
 	if h, term := leaseRow(t, url); h != holder || term != first {
 		t.Fatalf("lease moved to %s term %d while its holder renewed (was %s term %d)", h, term, holder, first)
@@ -136,9 +148,16 @@ func TestElectorTermsAndLiveLease(t *testing.T) {
 		// How fast a takeover is, TestElectorGracefulStop measures.
 		leader = waitLeader(t, cs, old, 5*time.Second)
 		_, term := leaseRow(t, url)
-		cs[leader].mu.Lock()
-		got := cs[leader].terms[len(cs[leader].terms)-1]
-		cs[leader].mu.Unlock()
+		// The elector marks itself leader before it calls onLead, which
+		// records the term: wait for the record.
+		var got int64
+		for deadline := time.Now().Add(5 * time.Second); got != term && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			cs[leader].mu.Lock()
+			if n := len(cs[leader].terms); n > 0 {
+				got = cs[leader].terms[n-1]
+			}
+			cs[leader].mu.Unlock()
+		}
 		if term <= last || got != term {
 			t.Fatalf("after an election: lease term %d, leader context term %d; want both equal and > %d", term, got, last)
 		}
