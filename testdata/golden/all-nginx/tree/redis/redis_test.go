@@ -335,10 +335,11 @@ func TestWaitEndsWithEachMembership(t *testing.T) {
 		time.Sleep(silent) // the silent membership is over before the next round
 	}
 	t.Logf("writes with a silent member of %v and a live one of %v: %v", silent, a.opts.Lease, took)
-	for _, d := range took {
-		if d > silent+a.opts.Lease/16+150*time.Millisecond {
-			t.Errorf("a write took %v, want about the silent member's %v (+%v margin), not the live member's lease", d, silent, a.opts.Lease/16)
-		}
+	// The median: a loaded machine delays one write now and then (568ms
+	// once, at load 13); the bug delays every write by the live lease.
+	slices.Sort(took)
+	if d := took[len(took)/2]; d > silent+a.opts.Lease/16+150*time.Millisecond {
+		t.Errorf("the median write took %v, want about the silent member's %v (+%v margin), not the live member's lease", d, silent, a.opts.Lease/16)
 	}
 }
 
