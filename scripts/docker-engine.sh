@@ -180,7 +180,7 @@ EOF
 make_rootfs() {
 	[ -f "$3/rootfs.tar" ] && return 0
 	need_root install
-	say "making the $1 root filesystem with $2 (debootstrap, 2-4 minutes)"
+	say "making the $1 root filesystem with $2 (debootstrap; cold, 5 to 9 minutes)"
 	mkdir -p "$(dirname "$3")"
 	# Made beside the cache directory and renamed into place: an interrupted
 	# run never leaves a partial tarball where the cache is looked up.

@@ -105,6 +105,15 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	composeBin := strings.TrimSpace(out)
+	server, err := docker("version", "--format", "{{.Server.Version}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, err := exec.Command(composeBin, "version", "--short").Output()
+	if err != nil {
+		t.Fatalf("%s version: %v", composeBin, err)
+	}
+	t.Logf("dockerd %s, docker compose %s (%s)", strings.TrimSpace(server), strings.TrimSpace(string(version)), composeBin)
 
 	for _, tree := range trees {
 		t.Run(tree.lb, func(t *testing.T) {
@@ -157,7 +166,18 @@ func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
 	checkStandins(t, p.dir)
 	t.Cleanup(p.cleanup)
 
-	step := func(name string, fn func() error) { tm.step(t, lb+": "+name, fn) }
+	// A failed step shows the state of every service and its last words.
+	step := func(name string, fn func() error) {
+		tm.step(t, lb+": "+name, func() error {
+			err := fn()
+			if err != nil && !p.down {
+				ps, _ := p.run("ps", "-a")
+				logs, _ := p.run("logs", "--no-color", "--tail", "15")
+				err = fmt.Errorf("%w\n--- docker compose ps -a:\n%s\n--- docker compose logs --tail 15:\n%s", err, ps, logs)
+			}
+			return err
+		})
+	}
 
 	// app-1's image first, on its own: compose would build app-1..3 (one
 	// build: . each) in parallel, three times the same compile on a machine
@@ -219,7 +239,7 @@ func (p *project) runCtx(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, p.compose, full...)
 	cmd.Dir = p.dir
 	// The classic builder: there is no buildx on these machines.
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0", "COMPOSE_BAKE=false", "COMPOSE_PROJECT_NAME=")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0", "COMPOSE_PROJECT_NAME=")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("docker compose %s: %w\n%s", strings.Join(args, " "), err, tail(string(out), 40))
