@@ -151,6 +151,10 @@ type project struct {
 	base    string   // http://127.0.0.1:<published port>
 	client  *http.Client
 	down    bool // down -v has run
+	// dangling are the untagged images there were before the build. The
+	// classic builder leaves the build stage's images untagged; down
+	// --rmi local removes only the final ones.
+	dangling map[string]bool
 }
 
 func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
@@ -164,6 +168,10 @@ func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
 	p.writeEnv()
 	p.writeOverride()
 	checkStandins(t, p.dir)
+	var err error
+	if p.dangling, err = danglingImages(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(p.cleanup)
 
 	// A failed step shows the state of every service and its last words.
@@ -262,12 +270,46 @@ func docker(args ...string) (string, error) {
 // cleanup removes what the project created, whatever state a failure left
 // it in: containers, networks, volumes and the images it built.
 func (p *project) cleanup() {
-	if p.down {
-		return
+	if !p.down {
+		if out, err := p.run("down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5"); err != nil {
+			p.t.Errorf("cleanup: %v\n%s", err, out)
+		}
 	}
-	if out, err := p.run("down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5"); err != nil {
-		p.t.Errorf("cleanup: %v\n%s", err, out)
+	if err := p.removeBuildStages(); err != nil {
+		p.t.Errorf("cleanup: %v", err)
 	}
+}
+
+// danglingImages returns the ids of the untagged images.
+func danglingImages() (map[string]bool, error) {
+	out, err := docker("images", "-q", "--no-trunc", "--filter", "dangling=true")
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, id := range strings.Fields(out) {
+		ids[id] = true
+	}
+	return ids, nil
+}
+
+// removeBuildStages removes the untagged images that appeared since the
+// project started: the build stage of the app's Dockerfile (removing it
+// removes its parents, down to the golang stand-in, which is tagged).
+func (p *project) removeBuildStages() error {
+	now, err := danglingImages()
+	if err != nil {
+		return err
+	}
+	for id := range now {
+		if p.dangling[id] {
+			continue
+		}
+		if _, err := docker("rmi", id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeEnv writes .env as the generator would: the names of .env.example,
@@ -684,7 +726,7 @@ func (p *project) checkNoShell() error {
 	// A container left by a failed start is removed; --rm does not cover
 	// every failure.
 	_, _ = docker("rm", "-f", name)
-	p.t.Logf("healthcheck %q; /bin/sh in the image: %s", test, strings.TrimSpace(tail(string(shellOut), 2)))
+	p.t.Logf("healthcheck %q; /bin/sh in the image: %s", test, strings.SplitN(strings.TrimSpace(string(shellOut)), "\n", 2)[0])
 	return nil
 }
 
@@ -955,6 +997,9 @@ func (p *project) downAndCheck() error {
 		return err
 	}
 	p.down = true
+	if err := p.removeBuildStages(); err != nil {
+		return err
+	}
 	filter := "label=com.docker.compose.project=" + p.name
 	for _, what := range [][]string{
 		{"ps", "-a", "-q", "--filter", filter},
