@@ -85,10 +85,11 @@ need_root() {
 	[ "$(id -u)" -eq 0 ] || die "$1 needs root (run it as root, or: sudo sh $0 $1)"
 }
 
-# mktemp for the whole run; removed on exit.
-tmpdir() {
+# Makes $tmp, a directory for the whole run, removed on exit. (Called
+# directly, not in $(...): a subshell's assignment would be lost, and the
+# directory with it.)
+ensure_tmp() {
 	[ -n "$tmp" ] || tmp=$(mktemp -d /tmp/docker-engine.XXXXXX)
-	echo "$tmp"
 }
 
 # Runs a command quietly, showing its output only when it fails. (Its own
@@ -226,7 +227,8 @@ cmd_start() {
 	command -v dockerd >/dev/null 2>&1 || die "dockerd not found: run $0 install"
 	mkdir -p "$state_dir"
 	# What the engine changes on the host, as it was before: "stop" restores it.
-	state=$(tmpdir)/state
+	ensure_tmp
+	state=$tmp/state
 	{
 		echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
 		if ip link show docker0 >/dev/null 2>&1; then echo "docker0=yes"; else echo "docker0=no"; fi
@@ -336,7 +338,8 @@ cmd_images() {
 	nginx_base=scaffold-standin/sid-nginx:$ROOTFS_RECIPE
 	import_rootfs "$servers_rootfs" "$servers_base"
 	import_rootfs "$nginx_rootfs" "$nginx_base"
-	t=$(tmpdir)
+	ensure_tmp
+	t=$tmp
 
 	have_image "$IMG_POSTGRES" || {
 		mkdir -p "$t/postgres"
