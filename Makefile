@@ -7,9 +7,12 @@
 # matrix and the cluster test each load both cores, and timing-sensitive
 # checks (a rolling restart with zero failed requests) deserve a quiet
 # machine. The servers the tests start (PostgreSQL, Redis, MinIO, nginx,
-# haproxy) are installed first, by the script every generated project has.
+# haproxy) are installed first, by the script every generated project has,
+# and the Kubernetes tools internal/k8scheck uses (kustomize, kubeconform and
+# the schemas of a pinned Kubernetes release, into ~/.cache/scaffold).
 test:
 	sh reference-app/scripts/install-servers.sh
+	go run ./internal/k8scheck/install
 	go vet ./...
 	go test -p 1 -timeout 80m ./...
 

@@ -33,7 +33,16 @@ type Data struct {
 
 	// One boolean per feature, whether or not the feature is available yet,
 	// so templates can carry its seams before it lands.
-	DB, Cache, Blob, Worker, Compose bool
+	DB, Cache, Blob, Worker, Compose, K8s bool
+
+	// AppEnv is the app's environment in docker-compose.yml and in the
+	// Kubernetes ConfigMap and Secret: one source for both (AppSettings).
+	AppEnv []Setting
+	// SecretEnv are the names of AppEnv's secret settings.
+	SecretEnv []string
+	// The images of the backing services, pinned, for docker-compose.yml
+	// and the Kubernetes dev overlay alike.
+	PostgresImage, RedisImage, MinIOImage string
 
 	// Instances are the compose services of the app: app-1 .. app-N.
 	Instances []string
@@ -52,6 +61,19 @@ type Data struct {
 	// SHUTDOWN_TIMEOUT (20s) for the HTTP drain, plus SHUTDOWN_TIMEOUT
 	// again for the worker's jobs, which stop after it.
 	StopGracePeriod string
+	// K8s: the HorizontalPodAutoscaler runs Replicas .. K8sMaxReplicas
+	// pods, and a rolling update adds one (maxSurge 1, maxUnavailable 0),
+	// so the database is sized for K8sMaxReplicas + 1 pools
+	// (K8sPGMaxConnections, the dev overlay's max_connections).
+	K8sMaxReplicas, K8sMaxPods, K8sPGMaxConnections int
+	// K8sPreStopSeconds is the pod's preStop sleep: the pod keeps serving,
+	// still ready, while its removal from the Service's endpoints reaches
+	// every node and the ingress controller (asynchronously); only then does
+	// SIGTERM start the app's own drain (SHUTDOWN_DRAIN_DELAY, then
+	// SHUTDOWN_TIMEOUT). K8sGraceSeconds, the pod's
+	// terminationGracePeriodSeconds, covers both: the preStop sleep plus
+	// StopGracePeriod.
+	K8sPreStopSeconds, K8sGraceSeconds int
 	// Bucket is the default S3_BUCKET: the name, unless it is shorter than
 	// the 3 characters S3 requires of a bucket name (a project "r1" gets
 	// "r1-files"). Names are otherwise valid bucket names.
@@ -70,30 +92,64 @@ type Data struct {
 
 func newData(a Answers, lock Lock) Data {
 	return Data{
-		Name:             a.Name,
-		Module:           a.Module,
-		Port:             a.Port,
-		Replicas:         a.Replicas,
-		LB:               a.LB,
-		Version:          Version,
-		GoVersion:        GoVersion,
-		Features:         slices.Clone(a.Features),
-		DB:               a.Has("db"),
-		Cache:            a.Has("cache"),
-		Blob:             a.Has("blob"),
-		Worker:           a.Has("worker"),
-		Compose:          a.Has("compose"),
-		Instances:        instances(a.Replicas),
-		InstanceCount:    map[bool]string{true: "1 instance", false: fmt.Sprintf("%d instances", a.Replicas)}[a.Replicas == 1],
-		AppRange:         map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
-		PGMaxConnections: max(100, a.Replicas*(10+1+2)+10),
-		StopGracePeriod:  map[bool]string{false: "30s", true: "50s"}[a.Has("worker")],
-		TestCommand:      "go test -count=1 -p 1 -timeout " + testTimeout(a.Replicas) + " ./...",
-		TestTimeout:      testTimeout(a.Replicas),
-		LBConfig:         map[string]string{"nginx": "deploy/nginx.conf", "haproxy": "deploy/haproxy.cfg"}[a.LB],
-		Require:          lock.Require,
-		Bucket:           bucket(a.Name),
+		Name:                a.Name,
+		Module:              a.Module,
+		Port:                a.Port,
+		Replicas:            a.Replicas,
+		LB:                  a.LB,
+		Version:             Version,
+		GoVersion:           GoVersion,
+		Features:            slices.Clone(a.Features),
+		DB:                  a.Has("db"),
+		Cache:               a.Has("cache"),
+		Blob:                a.Has("blob"),
+		Worker:              a.Has("worker"),
+		Compose:             a.Has("compose"),
+		K8s:                 a.Has("k8s"),
+		AppEnv:              AppSettings(a),
+		SecretEnv:           secretNames(AppSettings(a)),
+		PostgresImage:       "postgres:17.6-alpine",
+		RedisImage:          "redis:7.4.5-alpine",
+		MinIOImage:          "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+		Instances:           instances(a.Replicas),
+		InstanceCount:       map[bool]string{true: "1 instance", false: fmt.Sprintf("%d instances", a.Replicas)}[a.Replicas == 1],
+		AppRange:            map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
+		PGMaxConnections:    connectionBudget(a.Replicas),
+		StopGracePeriod:     fmt.Sprintf("%ds", stopGraceSeconds(a)),
+		K8sMaxReplicas:      k8sMaxReplicas(a.Replicas),
+		K8sMaxPods:          k8sMaxReplicas(a.Replicas) + 1,
+		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas) + 1),
+		K8sPreStopSeconds:   k8sPreStopSeconds,
+		K8sGraceSeconds:     k8sPreStopSeconds + stopGraceSeconds(a),
+		TestCommand:         "go test -count=1 -p 1 -timeout " + testTimeout(a.Replicas) + " ./...",
+		TestTimeout:         testTimeout(a.Replicas),
+		LBConfig:            lbConfigPath(a.LB),
+		Require:             lock.Require,
+		Bucket:              bucket(a.Name),
 	}
+}
+
+// stopGraceSeconds is how long an instance may take to stop after SIGTERM:
+// more than SHUTDOWN_DRAIN_DELAY (5s) plus SHUTDOWN_TIMEOUT (20s) for the
+// HTTP drain, plus SHUTDOWN_TIMEOUT again for the worker's jobs, which stop
+// after it.
+func stopGraceSeconds(a Answers) int {
+	if a.Has("worker") {
+		return 50
+	}
+	return 30
+}
+
+// k8sPreStopSeconds: endpoint removal usually reaches kube-proxy and the
+// ingress controllers within a few seconds; 5 more seconds of serving
+// while still ready, on top of the app's own SHUTDOWN_DRAIN_DELAY, covers a
+// busy control plane.
+const k8sPreStopSeconds = 5
+
+// k8sMaxReplicas is the HorizontalPodAutoscaler's maxReplicas: twice the
+// answered replicas, which are its minimum.
+func k8sMaxReplicas(replicas int) int {
+	return 2 * replicas
 }
 
 // testTimeout bounds `make test`: the cluster tests start every instance

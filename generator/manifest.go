@@ -221,6 +221,27 @@ var Features = []Feature{
 		},
 		Secrets: composeSecrets,
 	},
+	{
+		// k8s stands alone: it needs no compose, but its ConfigMap and
+		// Secret hold the same settings as docker-compose.yml, from the one
+		// list in settings.go. It adds no Go code, so no combination's Go
+		// dependencies change with it.
+		Name:        "k8s",
+		Description: "Kubernetes manifests (kustomize) for more machines than one: autoscaled, drained, with dev and prod overlays",
+		Files: []string{
+			"deploy/k8s/base/",
+			"deploy/k8s/overlays/dev/kustomization.yaml",
+			"deploy/k8s/overlays/prod/",
+			"README.md.d/k8s.md",
+		},
+		With: map[string][]string{
+			"db|cache|blob": {"deploy/k8s/overlays/dev/secrets.env.example"},
+			"db":            {"deploy/k8s/overlays/dev/postgres.yaml"},
+			"cache":         {"deploy/k8s/overlays/dev/redis.yaml"},
+			"blob":          {"deploy/k8s/overlays/dev/minio.yaml"},
+		},
+		Secrets: k8sSecrets,
+	},
 }
 
 // RequiresFor is the entry's Requires and those of its RequiresWith whose

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 )
 
@@ -53,3 +54,36 @@ func composeSecrets(a Answers, random io.Reader) (map[string][]byte, error) {
 	}
 	return map[string][]byte{".env": []byte(out.String())}, nil
 }
+
+// k8sSecrets writes the dev overlay's secrets.env: its example with each
+// change-me-* placeholder replaced by one random value, the same wherever the
+// placeholder is (DATABASE_URL holds POSTGRES_PASSWORD, say).
+func k8sSecrets(a Answers, random io.Reader) (map[string][]byte, error) {
+	data := newData(a, Lock{})
+	if len(data.SecretEnv) == 0 {
+		return nil, nil
+	}
+	const example = "deploy/k8s/overlays/dev/secrets.env.example"
+	content, err := render(example+".tmpl", example, data, nil)
+	if err != nil {
+		return nil, err
+	}
+	values := map[string]string{}
+	out := placeholder.ReplaceAllStringFunc(string(content), func(p string) string {
+		if v, ok := values[p]; ok {
+			return v
+		}
+		var b [16]byte
+		if _, err = io.ReadFull(random, b[:]); err != nil {
+			return p
+		}
+		values[p] = hex.EncodeToString(b[:])
+		return values[p]
+	})
+	if err != nil {
+		return nil, fmt.Errorf("making a secret for %s: %w", example, err)
+	}
+	return map[string][]byte{strings.TrimSuffix(example, ".example"): []byte(out)}, nil
+}
+
+var placeholder = regexp.MustCompile(`change-me-[a-z-]+`)

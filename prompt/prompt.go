@@ -152,7 +152,8 @@ func (p *Prompter) LB(def string) (string, error) {
 // Replicas asks for the number of app instances.
 func (p *Prompter) Replicas(def int) (int, error) {
 	return p.number(fmt.Sprintf("App instances behind the load balancer (%d..%d):", generator.MinReplicas, generator.MaxReplicas), def,
-		fmt.Sprintf("How many copies of the app docker compose starts. At most %d: they all run on one machine, each with its own database connections.", generator.MaxReplicas),
+		fmt.Sprintf("How many copies of the app docker compose starts, and with k8s the fewest pods (the autoscaler runs up to twice as many). "+
+			"At most %d: under compose they all run on one machine, each with its own database connections.", generator.MaxReplicas),
 		generator.CheckReplicas)
 }
 

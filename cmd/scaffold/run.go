@@ -297,6 +297,13 @@ func newProject(c *cli.Context, getenv func(string) string, stdin io.Reader, std
 	return nil
 }
 
+// usesReplicas reports whether the replicas answer changes the project: the
+// compose file runs that many instances, the Kubernetes manifests that many
+// pods at least.
+func usesReplicas(a generator.Answers) bool {
+	return a.Has("compose") || a.Has("k8s")
+}
+
 // printNext prints the two commands that matter for the project, as the
 // header of its Makefile names them: start it, and test it.
 func printNext(w io.Writer, dir string, a generator.Answers) {
@@ -459,11 +466,15 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if !yes && !interactive {
 		// The name has a default that comes from DIR, which is given; the
 		// other answers are asked for, so without a terminal they must be
-		// given. The load balancer and replicas matter only to the compose
-		// file, so they are required only when compose is known to be on.
+		// given. The load balancer matters only to the compose file, and
+		// the replicas only to it and the Kubernetes manifests, so they are
+		// required only when a feature that uses them is known to be on.
 		var missing []string
 		for _, k := range []string{"module", "features", "lb", "replicas", "port"} {
-			if (k == "lb" || k == "replicas") && !(given["features"] && a.Has("compose")) {
+			if k == "lb" && !(given["features"] && a.Has("compose")) {
+				continue
+			}
+			if k == "replicas" && !(given["features"] && usesReplicas(a)) {
 				continue
 			}
 			if !given[k] {
@@ -506,11 +517,13 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 			fmt.Fprintf(stderr, "scaffold: %s needs %s, so %s is on too\n", ad.NeededBy, ad.Feature, ad.Feature)
 		}
 	}
-	// Without compose the load balancer and replicas change nothing in the
-	// project: they are not asked and take their defaults below (they are
-	// still recorded in .scaffold.yaml).
+	// Without compose the load balancer, and without compose or k8s the
+	// replicas, change nothing in the project: they are not asked and take
+	// their defaults below (they are still recorded in .scaffold.yaml).
 	if a.Has("compose") {
 		ask("lb", func() (e error) { a.LB, e = p.LB(generator.DefaultLB); return })
+	}
+	if usesReplicas(a) {
 		ask("replicas", func() (e error) { a.Replicas, e = p.Replicas(generator.DefaultReplicas); return })
 	}
 	ask("port", func() (e error) { a.Port, e = p.Port(generator.DefaultPort); return })
@@ -528,7 +541,7 @@ func collectAnswers(c *cli.Context, dir string, stdin io.Reader, stdout, stderr 
 	if !given["lb"] && (!interactive || !a.Has("compose")) {
 		a.LB = generator.DefaultLB
 	}
-	if !given["replicas"] && (!interactive || !a.Has("compose")) {
+	if !given["replicas"] && (!interactive || !usesReplicas(a)) {
 		a.Replicas = generator.DefaultReplicas
 	}
 	if !given["port"] && !interactive {

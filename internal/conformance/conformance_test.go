@@ -3,10 +3,13 @@
 package conformance
 
 import (
+	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +27,13 @@ var trees = map[string]string{
 	"nginx":   "../../testdata/golden/all-nginx/tree",
 }
 
-// TestConformance runs `go test ./...` in each tree: unit and integration
-// tests against real PostgreSQL, Redis and MinIO, then the cluster test,
-// which starts the compose topology as local processes behind the real load
-// balancer. With CI set, a missing server binary fails instead of skipping.
+// TestConformance runs `go test ./...` in reference-app: unit and
+// integration tests against real PostgreSQL, Redis and MinIO, then the
+// cluster test, which starts the compose topology as local processes behind
+// the real load balancer. In all-nginx it runs the packages whose code, or
+// whose dependencies' code, differs from reference-app's: the cluster test
+// (the rest is byte for byte the same, and took minutes more). With CI
+// set, a missing server binary fails instead of skipping.
 func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: runs the whole cluster conformance test twice")
@@ -39,9 +45,19 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
+			pkgs := []string{"./..."}
+			if lb != "haproxy" {
+				// Only the packages that differ from reference-app's (the
+				// cluster test, whose load balancer differs) run again.
+				pkgs, err = changedPackages(dir, must(filepath.Abs(trees["haproxy"])))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("packages that differ from reference-app's, tested again: %s", strings.Join(pkgs, " "))
+			}
 			// -p 1: one package at a time, as `make test` does in the
 			// project, so the cluster test has the machine to itself.
-			cmd := exec.Command("go", "test", "-count=1", "-p", "1", "-v", "-timeout", "20m", "./...")
+			cmd := exec.Command("go", append([]string{"test", "-count=1", "-p", "1", "-v", "-timeout", "20m"}, pkgs...)...)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "GOWORK=off")
 			out, err := cmd.CombinedOutput()
@@ -99,4 +115,96 @@ func testLines(out string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// changedPackages lists the packages of the module in dir that must be
+// tested again after the same tests passed in base: those with a file that
+// differs from, or is missing in, the same directory of base, and those
+// whose test binary links one of these. With another go.mod or go.sum, it
+// is every package.
+func changedPackages(dir, base string) ([]string, error) {
+	if !sameFile(filepath.Join(dir, "go.sum"), filepath.Join(base, "go.sum")) ||
+		!sameFile(filepath.Join(dir, "go.mod"), filepath.Join(base, "go.mod")) {
+		return []string{"./..."}, nil
+	}
+	// One line per package and per test binary (P.test): its import path,
+	// its directory, every package it links.
+	cmd := exec.Command("go", "list", "-test", "-f", `{{if not .ForTest}}{{.ImportPath}} {{.Dir}}{{range .Deps}} {{.}}{{end}}{{end}}`, "./...")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list in %s: %w", dir, err)
+	}
+	dirOf := map[string]string{}
+	var lines [][]string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 {
+			dirOf[f[0]] = f[1]
+			lines = append(lines, f)
+		}
+	}
+	differs := map[string]bool{}
+	for path, d := range dirOf {
+		rel, err := filepath.Rel(dir, d)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // the standard library and other modules: the same go.sum
+		}
+		if !sameDir(d, filepath.Join(base, rel)) {
+			differs[path] = true
+		}
+	}
+	var pkgs []string
+	for _, f := range lines {
+		pkg, ok := strings.CutSuffix(f[0], ".test")
+		if !ok {
+			continue
+		}
+		for _, dep := range append([]string{pkg}, f[2:]...) {
+			if differs[dep] {
+				rel, err := filepath.Rel(dir, dirOf[pkg])
+				if err != nil {
+					return nil, err
+				}
+				pkgs = append(pkgs, "./"+filepath.ToSlash(rel))
+				break
+			}
+		}
+	}
+	slices.Sort(pkgs)
+	return pkgs, nil
+}
+
+// sameDir reports whether two directories hold the same files, with the
+// same bytes, and the same subdirectories (compared too: a package may
+// embed or read files below it).
+func sameDir(a, b string) bool {
+	ea, errA := os.ReadDir(a)
+	eb, errB := os.ReadDir(b)
+	if errA != nil || errB != nil || len(ea) != len(eb) {
+		return false
+	}
+	for i := range ea {
+		x, y := filepath.Join(a, ea[i].Name()), filepath.Join(b, eb[i].Name())
+		switch {
+		case ea[i].Name() != eb[i].Name() || ea[i].IsDir() != eb[i].IsDir():
+			return false
+		case ea[i].IsDir() && !sameDir(x, y), !ea[i].IsDir() && !sameFile(x, y):
+			return false
+		}
+	}
+	return true
+}
+
+func sameFile(a, b string) bool {
+	ba, errA := os.ReadFile(a)
+	bb, errB := os.ReadFile(b)
+	return errA == nil && errB == nil && bytes.Equal(ba, bb)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -3,10 +3,12 @@ package matrix
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,8 +66,9 @@ var answerRows = []generator.Answers{
 }
 
 // replicaChecks are what the number of replicas, the load balancer and the
-// port change: the packages whose code has the port or the name in it, and
-// the cluster tests whose meaning depends on the number of instances (with
+// port change: the package whose code has the port in it (config; the
+// others differ from the "all" project's only in the module path, and the
+// cluster tests below start the binary), and the cluster tests whose meaning depends on the number of instances (with
 // one, the leader tests expect it to lead again after its fault). The
 // load balancer fault tests need a second instance (with one they skip,
 // saying why), and the rolling restart of 20 instances takes 5 minutes
@@ -87,7 +90,7 @@ func replicaChecks(replicas int) [][]string {
 	}
 	return [][]string{
 		{"go", "build", "./..."},
-		{"go", "test", "-count=1", "-short", "./config/", "./cmd/server/"},
+		{"go", "test", "-count=1", "-short", "./config/"},
 		{"go", "test", "-count=1", "-run", "^(" + tests + ")$", "./clustertest/"},
 	}
 }
@@ -98,10 +101,80 @@ type project struct {
 	steps   [][]string
 }
 
+// testedCombos names the feature combinations (with k8s, as projects
+// runs them) whose go test runs in the matrix: none, all (whose tests run in
+// internal/conformance), then, picked greedily in the order of
+// generator.Combinations, combinations until every pair of values of two
+// features (on or off, as the features' needs allow) is in one of them.
+// Every other combination is built, vetted and tidied: what it could get
+// wrong that the tested ones cannot is code that does not compile, and
+// tests that depend on three features at once. Running them all took 20
+// combinations' tests, about 12 minutes of make test on 2 cores.
+func testedCombos() map[string]bool {
+	var combos [][]string
+	for _, c := range generator.Combinations() {
+		if slices.Contains(c, "k8s") {
+			combos = append(combos, c)
+		}
+	}
+	need := map[string]bool{}
+	for _, c := range combos {
+		for _, p := range featurePairs(c) {
+			need[p] = true
+		}
+	}
+	tested := map[string]bool{}
+	take := func(c []string) {
+		tested[strings.Join(c, "+")] = true
+		for _, p := range featurePairs(c) {
+			delete(need, p)
+		}
+	}
+	take(combos[0])
+	take(combos[len(combos)-1])
+	for len(need) > 0 {
+		best, most := 0, 0
+		for i, c := range combos {
+			n := 0
+			for _, p := range featurePairs(c) {
+				if need[p] {
+					n++
+				}
+			}
+			if n > most {
+				best, most = i, n
+			}
+		}
+		take(combos[best])
+	}
+	return tested
+}
+
+// featurePairs lists, for every two features, their values in combo
+// ("db=true cache=false").
+func featurePairs(combo []string) []string {
+	var out []string
+	names := generator.FeatureNames()
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			out = append(out, fmt.Sprintf("%s=%t %s=%t", a, slices.Contains(combo, a), b, slices.Contains(combo, b)))
+		}
+	}
+	return out
+}
+
 // projects are the feature combinations, then the answer rows.
 func projects() []project {
 	var out []project
-	for i, combo := range generator.Combinations() {
+	tested := testedCombos()
+	i := 0
+	for _, combo := range generator.Combinations() {
+		// k8s adds deploy/k8s/ and README lines, no Go code: a combination
+		// builds and tests the same with it as without it, so only the one
+		// with it runs (and internal/k8scheck checks its manifests).
+		if !slices.Contains(combo, "k8s") {
+			continue
+		}
 		name := strings.Join(combo, "+")
 		if name == "" {
 			name = "none"
@@ -112,16 +185,20 @@ func projects() []project {
 			Port:     []int{generator.DefaultPort, otherPort}[i/len(generator.LBs)%2], // and both ports with each
 		}
 		steps := checks
-		if len(combo) == len(generator.Features) {
+		if len(combo) == len(generator.Features) || !tested[name] {
 			// Every feature: internal/conformance runs all of its tests,
-			// twice (reference-app and all-nginx); here only build, vet,
-			// tidy and the cluster checks, for this load balancer and port.
+			// twice (reference-app and all-nginx). Other combinations
+			// outside the pairwise set: their code compiles and vets here;
+			// their tests are those of the tested ones (see testedCombos).
+			// Either way build, vet, tidy and the cluster checks run, for
+			// this load balancer and port.
 			steps = checks[:len(checks)-1]
 		}
 		if a.Has("compose") {
 			steps = append(steps[:len(steps):len(steps)], clusterChecks)
 		}
 		out = append(out, project{name, a, steps})
+		i++
 	}
 	for _, r := range answerRows {
 		a := r
@@ -229,4 +306,44 @@ func TestMatrixCoversPairs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMatrixTestsFeaturePairs checks the claim of testedCombos: every pair
+// of values of two features that some combination has is in a combination
+// whose tests run, and so are the smallest and the largest.
+func TestMatrixTestsFeaturePairs(t *testing.T) {
+	tested := testedCombos()
+	var withK8s [][]string
+	for _, c := range generator.Combinations() {
+		if slices.Contains(c, "k8s") {
+			withK8s = append(withK8s, c)
+		}
+	}
+	for _, c := range [][]string{withK8s[0], generator.FeatureNames()} {
+		if !tested[strings.Join(c, "+")] {
+			t.Errorf("%s is not tested", strings.Join(c, "+"))
+		}
+	}
+	have := map[[4]any]bool{}
+	for _, c := range withK8s {
+		if !tested[strings.Join(c, "+")] {
+			continue
+		}
+		for _, a := range generator.FeatureNames() {
+			for _, b := range generator.FeatureNames() {
+				have[[4]any{a, slices.Contains(c, a), b, slices.Contains(c, b)}] = true
+			}
+		}
+	}
+	for _, c := range withK8s {
+		for _, a := range generator.FeatureNames() {
+			for _, b := range generator.FeatureNames() {
+				if p := [4]any{a, slices.Contains(c, a), b, slices.Contains(c, b)}; !have[p] {
+					t.Errorf("no tested combination has %s=%t and %s=%t (%s has)", a, p[1], b, p[3], strings.Join(c, "+"))
+					have[p] = true
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d combinations tested: %v", len(tested), len(withK8s), slices.Sorted(maps.Keys(tested)))
 }

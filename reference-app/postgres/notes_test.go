@@ -167,16 +167,16 @@ func TestNoteStoreReplayRacesDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleting := NewNoteStore(db)
-	inside, proceed := make(chan struct{}), make(chan struct{})
-	deleting.BeforeCommit = func(context.Context, int64) (func(bool), error) {
-		close(inside)
-		<-proceed // under the fence: within writeIdleTimeout
-		return func(bool) {}, nil
+	// The delete, held open after its statement (a writer paused before
+	// its COMMIT): the note's row stays locked until it ends.
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	deleted := make(chan error, 1)
-	go func() { deleted <- deleting.Delete(ctx, n.ID) }()
-	<-inside
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, deleteNote, n.ID, deletedKeyRetention.Seconds()); err != nil {
+		t.Fatal(err)
+	}
 	type result struct {
 		n   notes.Note
 		err error
@@ -200,8 +200,7 @@ func TestNoteStoreReplayRacesDelete(t *testing.T) {
 			t.Fatal("the replay's INSERT does not wait for the DELETE")
 		}
 	}
-	close(proceed)
-	if err := <-deleted; err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r := <-replay
@@ -278,14 +277,76 @@ func TestNoteStoreBeforeCommit(t *testing.T) {
 	if len(calls) != 3 || calls[0] != n.ID || calls[1] != n.ID {
 		t.Fatalf("BeforeCommit called with %v", calls)
 	}
+	// It runs before the change, so the row is not locked while it waits
+	// (for the acks of every instance): another write could take the lock.
+	var locked error
 	s.BeforeCommit = func(ctx context.Context, id int64) (func(bool), error) {
+		locked = rowLocked(ctx, s, id)
 		return func(ok bool) { committed = append(committed, ok) }, nil
 	}
 	if _, err := s.Update(ctx, n.ID, notes.Input{Title: "two"}); err != nil {
 		t.Fatal(err)
 	}
+	if locked != nil {
+		t.Fatalf("BeforeCommit of an update ran while the note's row was locked: %v", locked)
+	}
 	if len(committed) != 1 || !committed[0] {
 		t.Fatalf("done got %v, want [true]", committed)
+	}
+}
+
+// rowLocked returns an error when another transaction holds the lock of
+// note id's row.
+func rowLocked(ctx context.Context, s *NoteStore, id int64) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM notes WHERE id = $1 FOR UPDATE NOWAIT`, id)
+	return err
+}
+
+// A write waits at most writeLockTimeout for its row; then it changes
+// nothing and says the database is busy (503, retry), well within the load
+// balancer's timeout, rather than queueing without bound.
+func TestNoteStoreBusyRowFailsFast(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	s := NewNoteStore(db)
+	n, err := s.Create(ctx, notes.Input{Title: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed []bool
+	s.BeforeCommit = func(ctx context.Context, id int64) (func(bool), error) {
+		return func(ok bool) { committed = append(committed, ok) }, nil
+	}
+	holder, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM notes WHERE id = $1 FOR UPDATE`, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Update(ctx, n.ID, notes.Input{Title: "two"})
+	took := time.Since(start)
+	if !errors.Is(err, notes.ErrUnavailable) {
+		t.Fatalf("Update of a locked row: %v, want notes.ErrUnavailable", err)
+	}
+	if took < writeLockTimeout || took > writeLockTimeout+time.Second {
+		t.Errorf("Update of a locked row failed after %v, want about %v", took, writeLockTimeout)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, n.ID); err != nil || got.Title != "one" {
+		t.Fatalf("after the refused write: %+v %v, want the note unchanged", got, err)
+	}
+	if len(committed) != 1 || committed[0] {
+		t.Fatalf("done got %v, want [false]", committed)
 	}
 }
 

@@ -20,8 +20,9 @@
 //
 // # How: invalidate before commit, and a fence on the commit
 //
-// Every write calls Invalidate inside its database transaction, after the
-// UPDATE and before COMMIT. Invalidate runs one script in Redis that
+// Every write calls Invalidate inside its database transaction, before
+// COMMIT (and before the UPDATE, so that it does not hold the row's lock
+// while it waits). Invalidate runs one script in Redis that
 //
 //   - deletes the value,
 //   - gives the key a new random nonce and registers the write in the key's
@@ -46,11 +47,14 @@
 // unlike a counter they cannot repeat after a restart or an eviction. done
 // removes the writer, so the key is cached again at once.
 //
-// The fence. A writer is registered for WriteWindow (5 s). The transaction
+// The fence. A writer is registered for WriteWindow (8 s). The transaction
 // must commit before that, or not at all, even if this process pauses right
 // after Invalidate: PostgreSQL itself ends a transaction that stays idle
 // longer than idle_in_transaction_session_timeout (postgres.NoteStore sets
-// 2 s for writes), which leaves 3 s for the COMMIT itself to become visible.
+// 2 s for writes), and the UPDATE waits at most lock_timeout (1 s) for its
+// row. The UPDATE arrives within 2 s, ends within 1 s more, and the COMMIT
+// arrives within 2 s after that, which leaves 3 s for the COMMIT itself to
+// become visible.
 //
 // Local tier. An instance uses its local tier only while it holds a LEASE,
 // and is a member (a sorted set in Redis, score = expiry by Redis's clock)
@@ -82,8 +86,9 @@
 // acks or its membership ends, and for the whole invalidation at most
 // maxAckWait: then it rolls back.
 //
-// Known limits: the fence assumes PostgreSQL makes a COMMIT visible within
-// WriteWindow minus 2 s of receiving it; a slower disk can break it. Redis
+// Known limits: the fence assumes that an UPDATE of one row, once it has
+// the row's lock, ends at once, and that PostgreSQL makes a COMMIT visible
+// within 3 s of receiving it; a slower disk can break it. Redis
 // Cluster is not supported (the member set and the value of a key live on
 // different slots). Reads on an instance cut off from Redis wait for the
 // Redis timeouts (300 ms) before going to the database.
@@ -131,7 +136,7 @@ type Options struct {
 	// WriteWindow is how long a write keeps a key from being cached if
 	// it never calls done (it crashed, or lost Redis after Invalidate).
 	// It must exceed the time a transaction may take from Invalidate to a
-	// visible COMMIT; see the package doc. Default 5s.
+	// visible COMMIT; see the package doc. Default 8s.
 	WriteWindow time.Duration
 }
 
@@ -153,7 +158,11 @@ type Cache struct {
 	lostAt   atomic.Int64 // when the subscription was lost (ns since base), or -1 while subscribed
 	seq      atomic.Uint64
 	ps       *goredis.PubSub
-	closing  chan struct{}
+	leaving  chan struct{} // closed by Close: stop renewing the membership
+	pinged   chan struct{} // closed when ping has stopped
+	left     chan struct{} // closed when the PONG of Close's PING arrives
+	closing  chan struct{} // closed by Close after leaving: stop receiving
+	acks     sync.WaitGroup
 	wg       sync.WaitGroup
 	warnedAt atomic.Int64
 
@@ -234,7 +243,7 @@ func New(opts Options) (*Cache, error) {
 		opts.PingInterval = opts.Lease / 5
 	}
 	if opts.WriteWindow <= 0 {
-		opts.WriteWindow = 5 * time.Second
+		opts.WriteWindow = 8 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -251,6 +260,9 @@ func New(opts Options) (*Cache, error) {
 		local:   cache.NewLRU(opts.LocalSize, opts.LocalTTL),
 		token:   newToken(),
 		base:    time.Now(),
+		leaving: make(chan struct{}),
+		pinged:  make(chan struct{}),
+		left:    make(chan struct{}),
 		closing: make(chan struct{}),
 		waiters: make(map[string]*waiter),
 	}
@@ -263,7 +275,7 @@ func New(opts Options) (*Cache, error) {
 	c.members = opts.Prefix + ":members"
 	c.lostAt.Store(0)
 	c.ps = c.rdb.Subscribe(context.Background(), c.channel, c.ackChan)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.receive()
 	go c.ping()
 	return c, nil
@@ -606,17 +618,34 @@ func (c *Cache) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close implements cache.Cache. It leaves the member set, so writers stop
-// waiting for this instance at once.
+// Close implements cache.Cache. It leaves the member set while still
+// subscribed, then sends a PING on the subscription: its PONG comes after
+// every invalidation published before the ZREM, so when it arrives every
+// writer that listed this instance has its ack on the way, and writers
+// that start later do not wait for this instance at all. Unsubscribed first,
+// it would make the writers that had just listed it wait out its
+// membership, which on a loaded machine ran past maxAckWait and failed
+// their writes.
 func (c *Cache) Close() error {
+	close(c.leaving)
+	<-c.pinged // no renewal can bring the membership back
+	ctx, cancel := context.WithTimeout(context.Background(), maxAckWait)
+	defer cancel()
+	if c.rdb.ZRem(ctx, c.members, c.token).Err() == nil && c.ps.Ping(ctx, leavePing) == nil {
+		select {
+		case <-c.left:
+		case <-ctx.Done():
+		}
+	}
 	close(c.closing)
 	err := c.ps.Close()
 	c.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = c.rdb.ZRem(ctx, c.members, c.token).Err()
+	c.acks.Wait() // after receive has stopped: no ack can start now
 	return errors.Join(err, c.rdb.Close())
 }
+
+// leavePing is the payload of Close's PING.
+const leavePing = "leave"
 
 // receive is the subscriber loop: it applies invalidations, counts acks,
 // and holds the lease. go-redis reconnects and resubscribes by itself after
@@ -651,7 +680,11 @@ func (c *Cache) receive() {
 				c.subscribed()
 			}
 		case *goredis.Pong:
-			c.extend(m.Payload)
+			if m.Payload == leavePing {
+				close(c.left)
+			} else {
+				c.extend(m.Payload)
+			}
 		case *goredis.Message:
 			switch m.Channel {
 			case c.channel:
@@ -704,7 +737,9 @@ func (c *Cache) onInvalidate(payload string) {
 	}
 	c.local.Invalidate(key)
 	// The ack goes out only after the key is gone from this local tier.
+	c.acks.Add(1)
 	go func() {
+		defer c.acks.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = c.rdb.Publish(ctx, c.opts.Prefix+":ack:"+origin, id+"|"+c.token).Err()
@@ -726,12 +761,12 @@ func (c *Cache) onAck(payload string) {
 // ping renews the membership, then PINGs the subscribed connection, every
 // PingInterval. The order matters: see the package doc.
 func (c *Cache) ping() {
-	defer c.wg.Done()
+	defer close(c.pinged)
 	t := time.NewTicker(c.opts.PingInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.closing:
+		case <-c.leaving:
 			return
 		case <-t.C:
 		}

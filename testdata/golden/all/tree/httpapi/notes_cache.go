@@ -26,7 +26,7 @@ func (s *Server) cachedNote(ctx context.Context, id int64) (notes.Note, string, 
 }
 
 // InvalidateNote is the notes.BeforeCommit of the cache: the store calls it
-// inside every update and delete, before COMMIT, so no instance can serve
+// inside every write, before COMMIT, so no instance can serve
 // the old note once the change is visible (see package redis). When the
 // invalidation fails the change is rolled back and the client gets 503.
 func InvalidateNote(c cache.Cache) notes.BeforeCommit {

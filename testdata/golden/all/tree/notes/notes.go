@@ -46,9 +46,10 @@ var ErrKeyReused = errors.New("idempotency key already used for a note with a di
 // of the deleted note (and nothing else).
 var ErrKeyNoteDeleted = errors.New("the note created with this idempotency key has been deleted since")
 
-// BeforeCommit is called by a Store inside every update and delete of a
-// note, after the change and before COMMIT; done is called after the
-// COMMIT, with false when the COMMIT failed (it may still have taken
+// BeforeCommit is called by a Store inside every write of a note, before
+// COMMIT (before the change itself when the note's id is known, so that the
+// row is not locked while it runs); done is called at the end, with false
+// unless the COMMIT succeeded (a COMMIT that failed may still have taken
 // effect). An error rolls the change back; the Store returns it (wrapped
 // in ErrUnavailable by the cache). The cache uses it to invalidate the note
 // on every instance before the change becomes visible.

@@ -83,7 +83,8 @@ func unavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		return strings.HasPrefix(pgErr.Code, "08") || // connection exception
 			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || // shutdown, crash, starting up
-			pgErr.Code == "53300" // too many connections
+			pgErr.Code == "53300" || // too many connections
+			pgErr.Code == "55P03" // lock_timeout: a busy row; nothing changed, a retry may succeed
 	}
 	var netErr net.Error
 	return errors.As(err, &netErr) ||

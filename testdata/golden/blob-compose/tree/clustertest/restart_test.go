@@ -3,6 +3,8 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,9 +56,11 @@ func TestRollingRestart(t *testing.T) {
 	ctx, stop := context.WithTimeout(context.Background(), time.Minute+time.Duration(len(c.apps))*30*time.Second)
 	defer stop()
 	var sent, failed atomic.Int64
+	slowest := map[string]time.Duration{} // the longest request of each kind
 	var mu sync.Mutex
 	var failures []string
-	var created []string // Location of every acknowledged POST
+	var failedIDs []string // X-Request-ID of the failed answers: their log lines say why
+	var created []string   // Location of every acknowledged POST
 	// With one instance: when it was down (from the stop to back in
 	// rotation), and the requests that failed as expected in that time.
 	var downFrom, downTo time.Time
@@ -76,6 +80,10 @@ func TestRollingRestart(t *testing.T) {
 				sent.Add(1)
 				at := time.Now()
 				r, err := c.do(o.method, o.path, body, nil)
+				took := time.Since(at)
+				mu.Lock()
+				slowest[o.method+" "+o.path] = max(slowest[o.method+" "+o.path], took)
+				mu.Unlock()
 				if err != nil || r.status != o.want {
 					mu.Lock()
 					down := !downFrom.IsZero() && at.After(downFrom) && (downTo.IsZero() || at.Before(downTo))
@@ -90,6 +98,7 @@ func TestRollingRestart(t *testing.T) {
 						failures = append(failures, fmt.Sprintf("%s %s: %v", o.method, o.path, err))
 					} else {
 						failures = append(failures, fmt.Sprintf("%s %s: %s", o.method, o.path, r))
+						failedIDs = append(failedIDs, r.header.Get("X-Request-ID"))
 					}
 					mu.Unlock()
 				} else if o.method == "POST" {
@@ -125,6 +134,9 @@ func TestRollingRestart(t *testing.T) {
 	record(fmt.Sprintf("rolling restart (%s): duration", c.lbKind), time.Since(began).Round(time.Millisecond))
 	t.Logf("rolling restart of %s through %s: %d requests sent, %d failed, in %v",
 		instances(len(c.apps)), c.lbKind, sent.Load(), failed.Load(), time.Since(began).Round(time.Millisecond))
+	for _, req := range slices.Sorted(maps.Keys(slowest)) {
+		t.Logf("the slowest %s: %v", req, slowest[req].Round(time.Millisecond))
+	}
 	if len(c.apps) == 1 {
 		t.Logf("one instance: %d requests got 502 or 503 while it was down for %v, as expected (--replicas 2 or more restarts without an outage)",
 			outage, downTo.Sub(downFrom).Round(time.Millisecond))
@@ -137,5 +149,14 @@ func TestRollingRestart(t *testing.T) {
 			failures = failures[:20]
 		}
 		t.Errorf("%d of %d requests failed during the rolling restart; the first:\n%s", n, sent.Load(), strings.Join(failures, "\n"))
+		for _, a := range c.apps {
+			for _, l := range a.logLines() {
+				for _, id := range failedIDs {
+					if id != "" && strings.Contains(l.text, id) && !strings.Contains(l.text, `"msg":"request"`) {
+						t.Logf("%s [run %d]: %s", a.name, l.run, l.text)
+					}
+				}
+			}
+		}
 	}
 }

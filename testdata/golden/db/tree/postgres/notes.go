@@ -18,24 +18,29 @@ import (
 type NoteStore struct {
 	pool *pgxpool.Pool
 
-	// BeforeCommit, if set, is called inside every update and delete,
-	// after the change and before COMMIT (the cache's invalidation).
+	// BeforeCommit, if set, is called inside every write before COMMIT
+	// (the cache's invalidation); see write.
 	BeforeCommit notes.BeforeCommit
 }
 
-// writeIdleTimeout is the fence that BeforeCommit relies on: PostgreSQL
-// ends a write transaction that stays idle longer than this, so a COMMIT
-// arrives within writeIdleTimeout of BeforeCommit, or the change is rolled
-// back - even if this process pauses (GC, SIGSTOP) in between. It must
-// exceed the longest BeforeCommit (the cache waits at most 1 s for acks)
-// and stay below the cache's WriteWindow (5 s) minus the time a COMMIT
-// takes to become visible.
-const writeIdleTimeout = 2 * time.Second
+// The fence that BeforeCommit relies on: PostgreSQL ends a write
+// transaction that stays idle longer than writeIdleTimeout, and an update or
+// delete waits at most writeLockTimeout for its row. So the change arrives
+// within writeIdleTimeout of BeforeCommit, ends within writeLockTimeout, and
+// its COMMIT arrives within writeIdleTimeout after that, or the change is
+// rolled back - even if this process pauses (GC, SIGSTOP) anywhere in
+// between. writeIdleTimeout must exceed the longest BeforeCommit (the cache
+// waits at most 1 s for acks); the sum of the three must stay below the
+// cache's WriteWindow (8 s) minus the time a COMMIT takes to become visible.
+const (
+	writeIdleTimeout = 2 * time.Second
+	writeLockTimeout = time.Second
+)
 
 // beginFenced starts a write transaction with the fence, in one round trip
 // (one simple query; SET LOCAL lasts until the transaction ends).
-var beginFenced = fmt.Sprintf("BEGIN; SET LOCAL idle_in_transaction_session_timeout = %d",
-	writeIdleTimeout.Milliseconds())
+var beginFenced = fmt.Sprintf("BEGIN; SET LOCAL idle_in_transaction_session_timeout = %d; SET LOCAL lock_timeout = %d",
+	writeIdleTimeout.Milliseconds(), writeLockTimeout.Milliseconds())
 
 var _ notes.Store = (*NoteStore)(nil)
 
@@ -58,7 +63,7 @@ func (s *NoteStore) Create(ctx context.Context, in notes.Input) (notes.Note, err
 		return notes.Note{}, err
 	}
 	var n notes.Note
-	err := s.write(ctx, func(tx pgx.Tx) (id int64, err error) {
+	err := s.write(ctx, 0, func(tx pgx.Tx) (id int64, err error) {
 		n, err = scanNote(tx.QueryRow(ctx,
 			`INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING `+noteColumns,
 			in.Title, in.Body))
@@ -118,7 +123,7 @@ func (s *NoteStore) CreateIdempotent(ctx context.Context, key string, in notes.I
 	// between: twice in a row is a bug, not a race.
 	for range 2 {
 		var n notes.Note
-		err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+		err := s.write(ctx, 0, func(tx pgx.Tx) (int64, error) {
 			var err error
 			n, err = scanNote(tx.QueryRow(ctx,
 				`INSERT INTO notes (title, body, idempotency_key, idempotency_fingerprint)
@@ -223,7 +228,7 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 		return notes.Note{}, err
 	}
 	var n notes.Note
-	err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+	err := s.write(ctx, id, func(tx pgx.Tx) (int64, error) {
 		var err error
 		n, err = scanNote(tx.QueryRow(ctx,
 			`UPDATE notes SET title = $2, body = $3, updated_at = now()
@@ -236,6 +241,24 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 	return n, nil
 }
 
+// deleteNote deletes note $1, keeps its idempotency key and purges old
+// keys (see Delete); $2 is deletedKeyRetention in seconds.
+const deleteNote = `
+	WITH gone AS (
+	    DELETE FROM notes WHERE id = $1
+	    RETURNING id, idempotency_key, idempotency_fingerprint
+	), kept AS (
+	    INSERT INTO deleted_note_keys (idempotency_key, note_id, fingerprint)
+	    SELECT idempotency_key, id, idempotency_fingerprint FROM gone
+	    WHERE idempotency_key IS NOT NULL
+	), purged AS (
+	    DELETE FROM deleted_note_keys WHERE idempotency_key IN (
+	        SELECT idempotency_key FROM deleted_note_keys
+	        WHERE deleted_at < now() - make_interval(secs => $2)
+	        LIMIT 100 FOR UPDATE SKIP LOCKED)
+	)
+	SELECT count(*) FROM gone`
+
 // Delete removes a note, or returns notes.ErrNotFound. The idempotency key
 // of the note, if it has one, moves to deleted_note_keys in the same
 // statement, so that a late replay of its create is refused rather than
@@ -244,23 +267,9 @@ func (s *NoteStore) Update(ctx context.Context, id int64, in notes.Input) (notes
 // another delete is purging (SKIP LOCKED: two deletes never wait for, or
 // deadlock on, each other's purge).
 func (s *NoteStore) Delete(ctx context.Context, id int64) error {
-	err := s.write(ctx, func(tx pgx.Tx) (int64, error) {
+	err := s.write(ctx, id, func(tx pgx.Tx) (int64, error) {
 		var deleted int64
-		err := tx.QueryRow(ctx,
-			`WITH gone AS (
-			     DELETE FROM notes WHERE id = $1
-			     RETURNING id, idempotency_key, idempotency_fingerprint
-			 ), kept AS (
-			     INSERT INTO deleted_note_keys (idempotency_key, note_id, fingerprint)
-			     SELECT idempotency_key, id, idempotency_fingerprint FROM gone
-			     WHERE idempotency_key IS NOT NULL
-			 ), purged AS (
-			     DELETE FROM deleted_note_keys WHERE idempotency_key IN (
-			         SELECT idempotency_key FROM deleted_note_keys
-			         WHERE deleted_at < now() - make_interval(secs => $2)
-			         LIMIT 100 FOR UPDATE SKIP LOCKED)
-			 )
-			 SELECT count(*) FROM gone`,
+		err := tx.QueryRow(ctx, deleteNote,
 			id, deletedKeyRetention.Seconds()).Scan(&deleted)
 		if err == nil && deleted == 0 {
 			err = notes.ErrNotFound
@@ -274,11 +283,18 @@ func (s *NoteStore) Delete(ctx context.Context, id int64) error {
 }
 
 // write runs change (which returns the id of the note it changed) in a
-// transaction and calls BeforeCommit between the change and COMMIT, under
-// the writeIdleTimeout fence. Without BeforeCommit it is a plain
+// transaction, and calls BeforeCommit before COMMIT under the fence
+// (beginFenced). id is the note that change will change, or 0 for a create,
+// whose id is known only after it. Without BeforeCommit it is a plain
 // transaction. A create goes through it too, so that the cache learns of
 // the new note (and caches it from its first read).
-func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error)) error {
+//
+// When the id is known, BeforeCommit runs before the change, not after it:
+// the change locks the note's row until COMMIT, and the cache's invalidation
+// waits for every instance. Run under the lock, the writes of one busy note
+// would queue for each other's invalidations; before it, they wait side by
+// side and the lock is held for the change and the COMMIT only.
+func (s *NoteStore) write(ctx context.Context, id int64, change func(pgx.Tx) (int64, error)) error {
 	var opts pgx.TxOptions
 	if s.BeforeCommit != nil {
 		opts.BeginQuery = beginFenced
@@ -288,24 +304,36 @@ func (s *NoteStore) write(ctx context.Context, change func(pgx.Tx) (int64, error
 		return classify(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	id, err := change(tx)
+	// done is BeforeCommit's, called with false after anything but a
+	// COMMIT that succeeded: a COMMIT that returned an error may still have
+	// taken effect, so the note stays out of the cache until the fence is
+	// over, instead of at once.
+	var done func(committed bool)
+	committed := false
+	defer func() {
+		if done != nil {
+			done(committed)
+		}
+	}()
+	if s.BeforeCommit != nil && id != 0 {
+		if done, err = s.BeforeCommit(ctx, id); err != nil {
+			return err
+		}
+	}
+	changed, err := change(tx)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notes.ErrNotFound
 	}
 	if err != nil {
 		return classify(err)
 	}
-	done := func(bool) {}
-	if s.BeforeCommit != nil {
-		if done, err = s.BeforeCommit(ctx, id); err != nil {
+	if s.BeforeCommit != nil && id == 0 {
+		if done, err = s.BeforeCommit(ctx, changed); err != nil {
 			return err
 		}
 	}
 	err = tx.Commit(ctx)
-	// A COMMIT that returned an error may still have taken effect:
-	// done(false) keeps the note out of the cache until the fence is
-	// over, instead of at once.
-	done(err == nil)
+	committed = err == nil
 	if err != nil && unavailable(err) {
 		return fmt.Errorf("%w: %w", notes.ErrUnknownOutcome, err)
 	}
