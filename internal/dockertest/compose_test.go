@@ -47,6 +47,16 @@ const standinLabel = "org.scaffold.standin"
 // instances are the app services of both trees (3 replicas).
 var instances = []string{"app-1", "app-2", "app-3"}
 
+// The tags that keep the app's build between the trees and between runs:
+// the classic builder's layer cache is its untagged intermediate images,
+// which live as long as an image built on them has a tag. buildCacheTag is
+// the Dockerfile's build stage (go mod download, go build), appTag the app
+// image compose built last.
+const (
+	buildCacheTag = "scaffold-dockertest/build-cache:latest"
+	appTag        = "scaffold-dockertest/app:latest"
+)
+
 // TestCompose runs each tree with `docker compose up --build` on a real
 // engine and checks it from outside, as a user would, through the load
 // balancer's published port.
@@ -115,11 +125,97 @@ func TestCompose(t *testing.T) {
 	}
 	t.Logf("dockerd %s, docker compose %s (%s)", strings.TrimSpace(server), strings.TrimSpace(string(version)), composeBin)
 
+	built := false // a tree's app image was built: the next one's build is all cache
 	for _, tree := range trees {
 		t.Run(tree.lb, func(t *testing.T) {
-			runTree(t, tm, composeBin, tree.lb, tree.dir)
+			runTree(t, tm, composeBin, tree.lb, tree.dir, &built)
 		})
 	}
+	if t.Failed() {
+		// What a failed run built stays, untagged: the next run uses it
+		// as cache, and the next run that passes prunes what is stale.
+		return
+	}
+	last := trees[len(trees)-1]
+	tm.step(t, "keep the build stage: docker build --target build -t "+buildCacheTag+" (all cached)", func() error {
+		return tagBuildStage(t, last.dir)
+	})
+	tm.step(t, "remove dangling images of earlier runs (docker image prune)", func() error {
+		return pruneStale(t)
+	})
+}
+
+// tagBuildStage tags the build stage of the app's Dockerfile, so that it
+// and the layers under it (go mod download, go build) survive the prune
+// and the next run of the test finds them in the cache. It is built again
+// from a copy of tree, as compose built it: every step must come from the
+// cache, or the tag would not hold what compose built.
+func tagBuildStage(t *testing.T, tree string) error {
+	dir := t.TempDir()
+	if err := copyTree(tree, dir); err != nil {
+		return err
+	}
+	cmd := exec.Command("docker", "build", "--target", "build", "-t", buildCacheTag, dir)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker build --target build: %w\n%s", err, tail(string(out), 40))
+	}
+	steps := buildSteps(string(out))
+	if len(steps) == 0 {
+		return fmt.Errorf("docker build --target build: no step in its output:\n%s", tail(string(out), 40))
+	}
+	for _, s := range steps {
+		if !s.cached {
+			return fmt.Errorf("docker build --target build ran %q instead of taking it from the cache compose filled: the tag would not hold what compose built\n%s", s.instr, tail(string(out), 40))
+		}
+	}
+	t.Logf("%s: the build stage, %d steps, all from the cache", buildCacheTag, len(steps))
+	return nil
+}
+
+// pruneStale removes the dangling images made from the stand-ins (they
+// carry the stand-in label): the build chains and app images of earlier
+// runs that the tags no longer hold, after the app changed. So the disk use
+// stays bounded by one build chain and one app image. Images not made from
+// a stand-in are not touched.
+func pruneStale(t *testing.T) error {
+	out, err := docker("image", "prune", "-f", "--filter", "label="+standinLabel)
+	if err != nil {
+		return err
+	}
+	deleted := strings.Count(out, "deleted: sha256:")
+	reclaimed := "0B"
+	if m := regexp.MustCompile(`Total reclaimed space: (\S+)`).FindStringSubmatch(out); m != nil {
+		reclaimed = m[1]
+	}
+	df, _ := docker("system", "df", "--format", "{{.Type}}: {{.TotalCount}}, {{.Size}}")
+	t.Logf("docker image prune: %d image layers deleted, %s reclaimed; now %s", deleted, reclaimed, strings.SplitN(strings.TrimSpace(df), "\n", 2)[0])
+	return nil
+}
+
+// buildStep is one step of the classic builder's output.
+type buildStep struct {
+	instr  string // "RUN go build ...", as the builder prints it
+	cached bool   // " ---> Using cache"
+}
+
+// buildSteps parses the classic builder's output ("Step 3/9 : RUN ...",
+// then " ---> Using cache" when the step came from the cache) into its
+// steps. FROM steps never come from the cache and are left out.
+func buildSteps(out string) []buildStep {
+	var steps []buildStep
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if m := regexp.MustCompile(`^Step \d+/\d+ : (.*)$`).FindStringSubmatch(line); m != nil {
+			steps = append(steps, buildStep{instr: m[1]})
+			continue
+		}
+		if line == "---> Using cache" && len(steps) > 0 {
+			steps[len(steps)-1].cached = true
+		}
+	}
+	return slices.DeleteFunc(steps, func(s buildStep) bool { return strings.HasPrefix(strings.ToUpper(s.instr), "FROM ") })
 }
 
 // engineScript runs scripts/docker-engine.sh with args and returns its
@@ -150,14 +246,14 @@ type project struct {
 	lbPort  string   // the load balancer's port inside its container
 	base    string   // http://127.0.0.1:<published port>
 	client  *http.Client
-	down    bool // down -v has run
-	// dangling are the untagged images there were before the build. The
-	// classic builder leaves the build stage's images untagged; down
-	// --rmi local removes only the final ones.
-	dangling map[string]bool
+	down    bool   // down -v has run
+	image   string // the id of the app image compose built
 }
 
-func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
+// runTree runs one tree. built says whether an earlier tree's app image
+// was built; then this one's build must come from the cache, since the
+// build context is the same (.dockerignore leaves out what differs).
+func runTree(t *testing.T, tm *timings, composeBin, lb, src string, built *bool) {
 	p := &project{t: t, compose: composeBin, dir: t.TempDir(),
 		name:   fmt.Sprintf("scaffoldtest-%s-%d-%s", lb, os.Getpid(), randomHex(t, 3)),
 		client: &http.Client{Timeout: 15 * time.Second},
@@ -168,10 +264,6 @@ func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
 	p.writeEnv()
 	p.writeOverride()
 	checkStandins(t, p.dir)
-	var err error
-	if p.dangling, err = danglingImages(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(p.cleanup)
 
 	// A failed step shows the state of every service and its last words.
@@ -190,8 +282,23 @@ func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
 	// app-1's image first, on its own: compose would build app-1..3 (one
 	// build: . each) in parallel, three times the same compile on a machine
 	// of 2 cores. up --build then builds app-2 and app-3 from the builder's
-	// cache.
-	step("compose build app-1", func() error { _, err := p.run("build", "app-1"); return err })
+	// cache. The layers of earlier runs and trees are kept (see
+	// buildCacheTag): with an unchanged app, every step is a cache hit.
+	cachedBefore := *built
+	step("compose build app-1", func() error {
+		out, err := p.run("build", "app-1")
+		if err != nil {
+			return err
+		}
+		*built = true
+		// compose names the image PROJECT-SERVICE.
+		id, err := docker("image", "inspect", "-f", "{{.Id}}", p.name+"-app-1")
+		if err != nil {
+			return err
+		}
+		p.image = strings.TrimSpace(id)
+		return p.checkBuildCache(out, cachedBefore)
+	})
 	step("compose up -d --build --wait (every service healthy)", func() error {
 		_, err := p.run("up", "-d", "--build", "--wait", "--wait-timeout", "300")
 		return err
@@ -234,7 +341,41 @@ func runTree(t *testing.T, tm *timings, composeBin, lb, src string) {
 		leader = l
 		return p.checkTakeover(leader)
 	})
-	step("compose down -v --rmi local", p.downAndCheck)
+	step("compose down -v; nothing of the project left; app image kept as "+appTag, p.downAndCheck)
+}
+
+// checkBuildCache logs which steps of the app's build came from the cache.
+// After another tree's build (mustHit) the go build must have: the build
+// contexts are the same, or .dockerignore lets in a file that differs.
+func (p *project) checkBuildCache(out string, mustHit bool) error {
+	steps := buildSteps(out)
+	if len(steps) == 0 {
+		return fmt.Errorf("no build step in docker compose build's output (is it still the classic builder?):\n%s", tail(out, 40))
+	}
+	cached, goBuild := 0, -1
+	var ran []string
+	for i, s := range steps {
+		if s.cached {
+			cached++
+		} else {
+			ran = append(ran, s.instr)
+		}
+		if strings.HasPrefix(s.instr, "RUN ") && strings.Contains(s.instr, "go build") {
+			goBuild = i
+		}
+	}
+	if goBuild < 0 {
+		return fmt.Errorf("no RUN ... go build step in the app's build:\n%s", tail(out, 40))
+	}
+	context := ""
+	if m := regexp.MustCompile(`Sending build context to Docker daemon\s+([0-9.]+[kMG]?B)`).FindAllStringSubmatch(out, -1); m != nil {
+		context = ", context sent " + m[len(m)-1][1]
+	}
+	p.t.Logf("app image build: %d of %d steps from the cache%s; go build cached: %v; ran: %q", cached, len(steps), context, steps[goBuild].cached, ran)
+	if mustHit && !steps[goBuild].cached {
+		return fmt.Errorf("the app's go build ran again although the tree before built it: the build contexts differ (.dockerignore must leave out every file the trees do not share; see TestBuildContextsSame)")
+	}
+	return nil
 }
 
 // run runs docker compose in the project with args and returns its output.
@@ -268,48 +409,40 @@ func docker(args ...string) (string, error) {
 }
 
 // cleanup removes what the project created, whatever state a failure left
-// it in: containers, networks, volumes and the images it built.
+// it in: containers, networks, volumes, and the project's names for the
+// images it built. The layers stay (untagged unless kept): the next run
+// builds from them, and TestCompose prunes what is stale.
 func (p *project) cleanup() {
 	if !p.down {
-		if out, err := p.run("down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5"); err != nil {
+		if out, err := p.run("down", "-v", "--remove-orphans", "-t", "5"); err != nil {
 			p.t.Errorf("cleanup: %v\n%s", err, out)
 		}
 	}
-	if err := p.removeBuildStages(); err != nil {
+	if err := p.untagImages(); err != nil {
 		p.t.Errorf("cleanup: %v", err)
 	}
 }
 
-// danglingImages returns the ids of the untagged images.
-func danglingImages() (map[string]bool, error) {
-	out, err := docker("images", "-q", "--no-trunc", "--filter", "dangling=true")
-	if err != nil {
-		return nil, err
-	}
-	ids := map[string]bool{}
-	for _, id := range strings.Fields(out) {
-		ids[id] = true
-	}
-	return ids, nil
+// projectImages returns the references of the images named after the
+// project (compose names what it builds PROJECT-SERVICE).
+func (p *project) projectImages() ([]string, error) {
+	out, err := docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.name+"-*")
+	return strings.Fields(out), err
 }
 
-// removeBuildStages removes the untagged images that appeared since the
-// project started: the build stage of the app's Dockerfile (removing it
-// removes its parents, down to the golang stand-in, which is tagged).
-func (p *project) removeBuildStages() error {
-	now, err := danglingImages()
+// untagImages removes the project's names of the images it built. An
+// image with no other tag goes with its name; the app image compose built
+// is tagged appTag first (downAndCheck), so it stays.
+func (p *project) untagImages() error {
+	refs, err := p.projectImages()
 	if err != nil {
 		return err
 	}
-	for id := range now {
-		if p.dangling[id] {
-			continue
-		}
-		if _, err := docker("rmi", id); err != nil {
-			return err
-		}
+	if len(refs) == 0 {
+		return nil
 	}
-	return nil
+	_, err = docker(append([]string{"rmi"}, refs...)...)
+	return err
 }
 
 // writeEnv writes .env as the generator would: the names of .env.example,
@@ -991,13 +1124,19 @@ func (p *project) checkTakeover(leader string) error {
 	return nil
 }
 
-// downAndCheck runs down -v and checks nothing of the project is left.
+// downAndCheck runs down -v and checks nothing of the project is left:
+// no container, volume or network, and no image under the project's name.
+// The app image compose built is kept as appTag, with the layers under it,
+// for the next tree and the next run.
 func (p *project) downAndCheck() error {
-	if _, err := p.run("down", "-v", "--rmi", "local", "--remove-orphans", "-t", "10"); err != nil {
+	if _, err := p.run("down", "-v", "--remove-orphans", "-t", "10"); err != nil {
 		return err
 	}
 	p.down = true
-	if err := p.removeBuildStages(); err != nil {
+	if _, err := docker("tag", p.image, appTag); err != nil {
+		return err
+	}
+	if err := p.untagImages(); err != nil {
 		return err
 	}
 	filter := "label=com.docker.compose.project=" + p.name

@@ -9,4 +9,11 @@
 // names and tags, so these tests check the compose file, the Dockerfile,
 // the healthchecks, the DNS names and depends_on - what Docker does with
 // them - and not the upstream images themselves.
+//
+// The app's build is cached in the engine between the two trees and between
+// runs: both trees send the same build context (TestBuildContextsSame), so
+// the second build is all cache hits, and TestCompose keeps the build stage
+// and the app image under tags of their own (scaffold-dockertest/...) and
+// prunes only the dangling images made from the stand-ins. An unchanged app
+// is not compiled again; a changed one once per run.
 package dockertest
