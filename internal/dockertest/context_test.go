@@ -50,6 +50,7 @@ func TestBuildContextsSame(t *testing.T) {
 	if len(differ) > 0 {
 		t.Errorf("the build contexts of %s and %s differ in %v: the second build of TestCompose would compile the app again (leave them out in templates/.dockerignore if go build ./cmd/server does not need them)",
 			trees[0].dir, trees[1].dir, differ)
+		return
 	}
 	t.Logf("build context: %d files, the same in both trees", len(a))
 }
