@@ -10,6 +10,8 @@
 # haproxy) are installed first, by the script every generated project has,
 # and the Kubernetes tools internal/k8scheck uses (kustomize, kubeconform and
 # the schemas of a pinned Kubernetes release, into ~/.cache/scaffold).
+# internal/dockertest installs and starts its Docker engine itself
+# (scripts/docker-engine.sh, as root) and keeps the app's image layers in it.
 test:
 	sh reference-app/scripts/install-servers.sh
 	go run ./internal/k8scheck/install
