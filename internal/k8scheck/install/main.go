@@ -2,8 +2,9 @@
 // versions, into ~/.cache/scaffold (see k8scheck.Install): kustomize,
 // kubeconform and the schemas of the pinned Kubernetes release, and with
 // -server also etcd and kube-apiserver, built from the Go module proxy (see
-// k8scheck.InstallServer). `make test` runs it first; it installs only what
-// is missing and prints nothing when everything is there.
+// k8scheck.InstallServer). `make test` runs it first, `make
+// k8s-server-check` with -server; it installs only what is missing and
+// prints nothing when everything is there.
 package main
 
 import (
