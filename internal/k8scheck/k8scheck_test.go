@@ -54,7 +54,16 @@ func installed(t *testing.T) Tools {
 // every ConfigMap and Secret a pod names is there.
 func TestManifests(t *testing.T) {
 	tools := installed(t)
+	eachProject(t, func(t *testing.T, dir string, a generator.Answers) {
+		checkOverlays(t, tools, dir, a)
+	})
+}
 
+// eachProject runs check, in parallel subtests, on a copy of reference-app's
+// deploy/k8s and on every feature combination with k8s (with 1 replica and
+// with 3, on two ports) generated into a temporary directory, each with the
+// secrets.env scaffold new writes.
+func eachProject(t *testing.T, check func(t *testing.T, dir string, a generator.Answers)) {
 	t.Run("reference-app", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
@@ -76,7 +85,7 @@ func TestManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeTree(t, dir, secrets)
-		checkOverlays(t, tools, dir, fa.Answers)
+		check(t, dir, fa.Answers)
 	})
 
 	checked := 0
@@ -101,7 +110,7 @@ func TestManifests(t *testing.T) {
 				dir := t.TempDir()
 				writeTree(t, dir, files)
 				writeTree(t, dir, secrets)
-				checkOverlays(t, tools, dir, a)
+				check(t, dir, a)
 			})
 		}
 	}

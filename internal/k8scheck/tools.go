@@ -7,10 +7,11 @@
 //
 // What this catches: a removed or misspelt API version or kind (no schema
 // for it), a field of the wrong type, a field that does not exist, a missing
-// required field. What it does not: anything only the API server or a
-// controller checks (a selector that does not match the pod labels, a
-// reference to a missing object, admission). That is the next step: the real
-// kube-apiserver with --dry-run=server.
+// required field. What it does not: anything only the API server checks (a
+// selector that does not match the pod labels, the API's validation rules,
+// admission). For that, server_test.go applies every overlay with a
+// server-side dry run to a real kube-apiserver (and etcd) of the pinned
+// release, which InstallServer builds from the Go module proxy.
 package k8scheck
 
 import (
@@ -32,6 +33,7 @@ const (
 	KustomizeVersion   = "v5.8.2"
 	KubeconformVersion = "v0.8.0"
 	KubernetesVersion  = "v1.37.2"
+	EtcdVersion        = "v3.7.3"
 )
 
 // Tools are the paths of the installed tools and schemas.
@@ -39,6 +41,11 @@ type Tools struct {
 	Kustomize   string // the binary
 	Kubeconform string // the binary
 	Schemas     string // a directory of <kind>-<group>-<version>.json
+
+	// The API server and its store, for the server-side dry run; built by
+	// InstallServer, not Install.
+	Etcd          string // the binary
+	KubeAPIServer string // the binary, of KubernetesVersion
 }
 
 // Paths are where Install puts the tools: under the user's cache directory
@@ -54,19 +61,32 @@ func Paths() (Tools, error) {
 		Kustomize:   filepath.Join(base, "kustomize", KustomizeVersion, "kustomize"),
 		Kubeconform: filepath.Join(base, "kubeconform", KubeconformVersion, "kubeconform"),
 		Schemas:     filepath.Join(base, "k8s-schemas", KubernetesVersion),
+
+		Etcd:          filepath.Join(base, "etcd", EtcdVersion, "etcd"),
+		KubeAPIServer: filepath.Join(base, "kube-apiserver", KubernetesVersion, "kube-apiserver"),
 	}, nil
 }
 
-// Missing lists what of t is not installed, for a message.
+// Missing lists what Install installs and is not there, for a message.
 func (t Tools) Missing() []string {
+	missing := missingBinaries(t.Kustomize, t.Kubeconform)
+	if _, err := os.Stat(filepath.Join(t.Schemas, completeMarker)); err != nil {
+		missing = append(missing, t.Schemas)
+	}
+	return missing
+}
+
+// ServerMissing lists what InstallServer installs and is not there.
+func (t Tools) ServerMissing() []string {
+	return missingBinaries(t.Etcd, t.KubeAPIServer)
+}
+
+func missingBinaries(paths ...string) []string {
 	var missing []string
-	for _, p := range []string{t.Kustomize, t.Kubeconform} {
+	for _, p := range paths {
 		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
 			missing = append(missing, p)
 		}
-	}
-	if _, err := os.Stat(filepath.Join(t.Schemas, completeMarker)); err != nil {
-		missing = append(missing, t.Schemas)
 	}
 	return missing
 }
@@ -125,6 +145,18 @@ func goCommand(gobin string, args ...string) error {
 	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// goIn runs `go ARGS` in dir (a module of its own), showing nothing unless it
+// fails.
+func goIn(dir string, args ...string) error {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), dir, err, out)
 	}
 	return nil
 }
