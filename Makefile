@@ -1,9 +1,9 @@
 # Targets for people and CI; see README.md.
 .PHONY: test k8s-server-check golden reference deps bench
 
-# The whole suite, without -short: the combination matrix builds and tests
-# every feature combination, and the conformance test runs the generated
-# cluster behind each load balancer. -p 1 runs one package at a time: the
+# The whole suite, without -short: the combination matrix builds every
+# feature combination and tests every pair of features, and the conformance
+# test runs the generated cluster behind each load balancer. -p 1 runs one package at a time: the
 # matrix and the cluster test each load both cores, and timing-sensitive
 # checks (a rolling restart with zero failed requests) deserve a quiet
 # machine. The servers the tests start (PostgreSQL, Redis, MinIO, nginx,
