@@ -68,8 +68,8 @@ var answerRows = []generator.Answers{
 // replicaChecks are what the number of replicas, the load balancer and the
 // port change: the package whose code has the port in it (config; the
 // others differ from the "all" project's only in the module path, and the
-// cluster tests below start the binary), and the cluster tests whose meaning depends on the number of instances (with
-// one, the leader tests expect it to lead again after its fault). The
+// cluster tests below start the binary), and the cluster tests whose
+// meaning depends on the number of instances (with one, the leader tests expect it to lead again after its fault). The
 // load balancer fault tests need a second instance (with one they skip,
 // saying why), and the rolling restart of 20 instances takes 5 minutes
 // behind nginx (each restarted instance waits out fail_timeout): those run
@@ -186,8 +186,9 @@ func projects() []project {
 		}
 		steps := checks
 		if len(combo) == len(generator.Features) || !tested[name] {
-			// Every feature: internal/conformance runs all of its tests,
-			// twice (reference-app and all-nginx). Other combinations
+			// Every feature: internal/conformance runs all of its tests
+			// (in reference-app; the cluster test again in all-nginx).
+			// Other combinations
 			// outside the pairwise set: their code compiles and vets here;
 			// their tests are those of the tested ones (see testedCombos).
 			// Either way build, vet, tidy and the cluster checks run, for
