@@ -69,8 +69,9 @@ var answerRows = []generator.Answers{
 // port change: the package whose code has the port in it (config; the
 // others differ from the "all" project's only in the module path, and the
 // cluster tests below start the binary), and the cluster tests whose
-// meaning depends on the number of instances (with one, the leader tests expect it to lead again after its fault). The
-// load balancer fault tests need a second instance (with one they skip,
+// meaning depends on the number of instances (with one, the leader tests
+// expect it to lead again after its fault). The load balancer fault tests
+// need a second instance (with one they skip,
 // saying why), and the rolling restart of 20 instances takes 5 minutes
 // behind nginx (each restarted instance waits out fail_timeout): those run
 // for 2 instances, and in full for 3 in internal/conformance.
