@@ -110,42 +110,14 @@ func TestConvertSchemas(t *testing.T) {
 // manifest beside them passes.
 func TestCatches(t *testing.T) {
 	tools := installed(t)
-	const good = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: good
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: good}
-  strategy:
-    rollingUpdate: {maxUnavailable: 0, maxSurge: "25%"}
-  template:
-    metadata:
-      labels: {app: good}
-    spec:
-      containers:
-        - name: app
-          image: good:1
-          resources:
-            limits: {cpu: 1, memory: 128Mi}
-`
 	for _, tc := range []struct {
 		name, manifest, want string
 	}{
-		{"good", good, ""},
-		{"removed API", `apiVersion: autoscaling/v2beta2
-kind: HorizontalPodAutoscaler
-metadata:
-  name: old
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: good}
-  minReplicas: 1
-  maxReplicas: 3
-`, "could not find schema for HorizontalPodAutoscaler"},
-		{"wrong type", strings.Replace(good, "replicas: 2", `replicas: "two"`, 1), "at '/spec/replicas': got string, want integer"},
-		{"unknown field", strings.Replace(good, "replicas: 2", "replicas: 2\n  replica: 2", 1), "additional properties 'replica' not allowed"},
-		{"unknown field deep", strings.Replace(good, "image: good:1", "image: good:1\n          imagePullPolicyy: Always", 1), "additional properties 'imagePullPolicyy' not allowed"},
+		{"good", goodDeployment, ""},
+		{"removed API", removedHPA, "could not find schema for HorizontalPodAutoscaler"},
+		{"wrong type", strings.Replace(goodDeployment, "replicas: 2", `replicas: "two"`, 1), "at '/spec/replicas': got string, want integer"},
+		{"unknown field", strings.Replace(goodDeployment, "replicas: 2", "replicas: 2\n  replica: 2", 1), "additional properties 'replica' not allowed"},
+		{"unknown field deep", strings.Replace(goodDeployment, "image: good:1", "image: good:1\n          imagePullPolicyy: Always", 1), "additional properties 'imagePullPolicyy' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			results, err := kubeconform(tools, []byte(tc.manifest))
@@ -169,3 +141,37 @@ spec:
 		})
 	}
 }
+
+// The manifests both checks are shown failing on: a good Deployment (whose
+// variants TestCatches and TestServerRefuses make), and an API version
+// Kubernetes removed (autoscaling/v2beta2, gone in 1.26).
+const goodDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: good
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: good}
+  strategy:
+    rollingUpdate: {maxUnavailable: 0, maxSurge: "25%"}
+  template:
+    metadata:
+      labels: {app: good}
+    spec:
+      containers:
+        - name: app
+          image: good:1
+          resources:
+            limits: {cpu: 1, memory: 128Mi}
+`
+
+const removedHPA = `apiVersion: autoscaling/v2beta2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: old
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: good}
+  minReplicas: 1
+  maxReplicas: 3
+`

@@ -89,40 +89,14 @@ func TestServerRefuses(t *testing.T) {
 	tools := serverInstalled(t)
 	s := startAPIServer(t, tools)
 	ns := s.createNamespace(t, "scaffold-refuses")
-	const good = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: good
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: good}
-  template:
-    metadata:
-      labels: {app: good}
-    spec:
-      containers:
-        - name: app
-          image: good:1
-          resources:
-            limits: {cpu: 1, memory: 128Mi}
-`
 	for _, tc := range []struct {
 		name, manifest, want string
 	}{
-		{"good", good, ""},
-		{"selector mismatch", strings.Replace(good, "labels: {app: good}", "labels: {app: other}", 1), "`selector` does not match template `labels`"},
-		{"unknown field", strings.Replace(good, "replicas: 2", "replicas: 2\n  replica: 2", 1), ".spec.replica: field not declared in schema"},
-		{"wrong type", strings.Replace(good, "replicas: 2", `replicas: "two"`, 1), ".spec.replicas: expected numeric"},
-		{"removed API", `apiVersion: autoscaling/v2beta2
-kind: HorizontalPodAutoscaler
-metadata:
-  name: old
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: good}
-  minReplicas: 1
-  maxReplicas: 3
-`, "the server could not find the requested resource"},
+		{"good", goodDeployment, ""},
+		{"selector mismatch", strings.Replace(goodDeployment, "labels: {app: good}", "labels: {app: other}", 1), "`selector` does not match template `labels`"},
+		{"unknown field", strings.Replace(goodDeployment, "replicas: 2", "replicas: 2\n  replica: 2", 1), ".spec.replica: field not declared in schema"},
+		{"wrong type", strings.Replace(goodDeployment, "replicas: 2", `replicas: "two"`, 1), ".spec.replicas: expected numeric"},
+		{"removed API", removedHPA, "the server could not find the requested resource"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			docs := splitDocs(t, []byte(tc.manifest))
