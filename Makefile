@@ -18,12 +18,14 @@ test:
 	go vet ./...
 	go test -p 1 -timeout 80m ./...
 
-# The server-side dry run of every generated Kubernetes overlay
-# (internal/k8scheck, TestServer*): each object applied with dryRun=All to a
-# real kube-apiserver v1.37.2 on etcd v3.7.3. Both are built from the Go
-# module proxy into ~/.cache/scaffold the first time, which takes too long
-# for make test (see README.md); make test runs these tests only when the
-# two are already built. K8S_SERVER_CHECK makes a missing binary a failure.
+# The server-side dry run of every generated Kubernetes overlay and the
+# rollout on fake nodes (internal/k8scheck, TestServer*): each object applied
+# with dryRun=All to a real kube-apiserver v1.37.2 on etcd v3.7.3, then
+# reference-app's prod overlay run by kube-controller-manager and
+# kube-scheduler on kwok v0.8.0's nodes. All are built from the Go module
+# proxy into ~/.cache/scaffold the first time, which takes too long for make
+# test (see README.md); make test runs these tests only when they are already
+# built. K8S_SERVER_CHECK makes a missing binary a failure.
 k8s-server-check:
 	go run ./internal/k8scheck/install -server
 	K8S_SERVER_CHECK=1 go test -count=1 -run '^TestServer' ./internal/k8scheck/

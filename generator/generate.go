@@ -62,8 +62,12 @@ type Data struct {
 	// again for the worker's jobs, which stop after it.
 	StopGracePeriod string
 	// K8s: the HorizontalPodAutoscaler runs Replicas .. K8sMaxReplicas
-	// pods, and a rolling update adds one (maxSurge 1, maxUnavailable 0),
-	// so the database is sized for K8sMaxReplicas + 1 pools
+	// pods. A rolling update adds one that starts (maxSurge 1,
+	// maxUnavailable 0) and keeps one that stops: the Deployment controller
+	// does not wait for a stopping pod to be gone, only for its replacement
+	// to be available, which K8sMinReadySeconds holds back until the pod
+	// stopped before it is gone. So K8sMaxPods = K8sMaxReplicas + 2 pods hold
+	// a database pool at once, and the database is sized for them
 	// (K8sPGMaxConnections, the dev overlay's max_connections).
 	K8sMaxReplicas, K8sMaxPods, K8sPGMaxConnections int
 	// K8sPreStopSeconds is the pod's preStop sleep: the pod keeps serving,
@@ -74,6 +78,11 @@ type Data struct {
 	// terminationGracePeriodSeconds, covers both: the preStop sleep plus
 	// StopGracePeriod.
 	K8sPreStopSeconds, K8sGraceSeconds int
+	// K8sMinReadySeconds is the Deployment's minReadySeconds: how long a new
+	// pod is ready before it counts as available, and so before the next old
+	// pod is stopped. Longer than K8sGraceSeconds, by which the kubelet has
+	// killed the pod stopped before, plus k8sStopSlackSeconds.
+	K8sMinReadySeconds int
 	// Bucket is the default S3_BUCKET: the name, unless it is shorter than
 	// the 3 characters S3 requires of a bucket name (a project "r1" gets
 	// "r1-files"). Names are otherwise valid bucket names.
@@ -117,10 +126,11 @@ func newData(a Answers, lock Lock) Data {
 		PGMaxConnections:    connectionBudget(a.Replicas),
 		StopGracePeriod:     fmt.Sprintf("%ds", stopGraceSeconds(a)),
 		K8sMaxReplicas:      k8sMaxReplicas(a.Replicas),
-		K8sMaxPods:          k8sMaxReplicas(a.Replicas) + 1,
-		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas) + 1),
+		K8sMaxPods:          k8sMaxReplicas(a.Replicas) + 2,
+		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas) + 2),
 		K8sPreStopSeconds:   k8sPreStopSeconds,
 		K8sGraceSeconds:     k8sPreStopSeconds + stopGraceSeconds(a),
+		K8sMinReadySeconds:  k8sPreStopSeconds + stopGraceSeconds(a) + k8sStopSlackSeconds,
 		TestCommand:         "go test -count=1 -p 1 -timeout " + testTimeout(a.Replicas) + " ./...",
 		TestTimeout:         testTimeout(a.Replicas),
 		LBConfig:            lbConfigPath(a.LB),
@@ -145,6 +155,11 @@ func stopGraceSeconds(a Answers) int {
 // while still ready, on top of the app's own SHUTDOWN_DRAIN_DELAY, covers a
 // busy control plane.
 const k8sPreStopSeconds = 5
+
+// k8sStopSlackSeconds is what K8sMinReadySeconds adds to the grace period:
+// the kubelet kills a pod at the end of its grace period (2 s later when a
+// preStop hook ran over it), and the API server removes it after that.
+const k8sStopSlackSeconds = 10
 
 // k8sMaxReplicas is the HorizontalPodAutoscaler's maxReplicas: twice the
 // answered replicas, which are its minimum.

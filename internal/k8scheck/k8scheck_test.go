@@ -66,26 +66,8 @@ func TestManifests(t *testing.T) {
 func eachProject(t *testing.T, check func(t *testing.T, dir string, a generator.Answers)) {
 	t.Run("reference-app", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		if err := os.CopyFS(filepath.Join(dir, "deploy", "k8s"), os.DirFS(filepath.Join(referenceApp, "deploy", "k8s"))); err != nil {
-			t.Fatal(err)
-		}
-		data, err := os.ReadFile(filepath.Join(referenceApp, generator.AnswersFileName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fa, err := generator.ParseFile(generator.AnswersFileName, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// secrets.env is made with the project, never committed: make it
-		// as scaffold new does.
-		secrets, err := generator.Secrets(fa.Answers, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeTree(t, dir, secrets)
-		check(t, dir, fa.Answers)
+		dir, a := referenceManifests(t)
+		check(t, dir, a)
 	})
 
 	checked := 0
@@ -117,6 +99,33 @@ func eachProject(t *testing.T, check func(t *testing.T, dir string, a generator.
 	if checked == 0 {
 		t.Fatal("no feature combination has k8s")
 	}
+}
+
+// referenceManifests copies reference-app's deploy/k8s into a temporary
+// directory, with the secrets.env scaffold new would write, and returns the
+// directory and reference-app's answers.
+func referenceManifests(t *testing.T) (string, generator.Answers) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "deploy", "k8s"), os.DirFS(filepath.Join(referenceApp, "deploy", "k8s"))); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(referenceApp, generator.AnswersFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, err := generator.ParseFile(generator.AnswersFileName, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// secrets.env is made with the project, never committed: make it
+	// as scaffold new does.
+	secrets, err := generator.Secrets(fa.Answers, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, dir, secrets)
+	return dir, fa.Answers
 }
 
 func checkOverlays(t *testing.T, tools Tools, dir string, a generator.Answers) {
@@ -264,6 +273,13 @@ func checkObjects(t *testing.T, objs []object, a generator.Answers, overlay stri
 		t.Fatalf("no Deployment %s", a.Name)
 	}
 	podLabels := get(app, "spec", "template", "metadata", "labels")
+	// One stopping pod at most during a rollout (TestServerRollout shows
+	// why): the next old pod is stopped only after the last one is gone.
+	minReady, _ := get(app, "spec", "minReadySeconds").(int)
+	grace, _ := get(app, "spec", "template", "spec", "terminationGracePeriodSeconds").(int)
+	if grace == 0 || minReady <= grace {
+		t.Errorf("the Deployment's minReadySeconds (%d) is not longer than its pods' terminationGracePeriodSeconds (%d)", minReady, grace)
+	}
 	if !selects(get(app, "spec", "selector", "matchLabels"), podLabels) {
 		t.Errorf("the Deployment's selector does not select its own pods")
 	}

@@ -11,8 +11,9 @@ import (
 	"golang.org/x/mod/modfile"
 )
 
-// InstallServer builds what of etcd and kube-apiserver is missing from
-// Paths, at the pinned versions, from the Go module proxy. Neither builds
+// InstallServer builds what of etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler and kwok is missing from Paths, at the pinned versions, from
+// the Go module proxy. etcd and the Kubernetes commands do not build
 // with `go install module@version` (their go.mod files have replace
 // directives), so each is built in a wrapper module made in a temporary
 // directory: one that requires the module, names the command as a tool and
@@ -39,12 +40,19 @@ func InstallServer(log io.Writer) (Tools, error) {
 			return t, err
 		}
 	}
-	if _, err := os.Stat(t.KubeAPIServer); err != nil {
+	for _, c := range []struct{ bin, pkg string }{
+		{t.KubeAPIServer, "k8s.io/kubernetes/cmd/kube-apiserver"},
+		{t.KubeControllerManager, "k8s.io/kubernetes/cmd/kube-controller-manager"},
+		{t.KubeScheduler, "k8s.io/kubernetes/cmd/kube-scheduler"},
+	} {
+		if _, err := os.Stat(c.bin); err == nil {
+			continue
+		}
 		replaces, godebug, err := kubernetesReplaces()
 		if err != nil {
 			return t, err
 		}
-		goMod := wrapperGoMod("scaffold.invalid/kube-apiserver", "k8s.io/kubernetes", KubernetesVersion, godebug, replaces)
+		goMod := wrapperGoMod("scaffold.invalid/"+filepath.Base(c.bin), "k8s.io/kubernetes", KubernetesVersion, godebug, replaces)
 		// Without the version the binary calls itself v0.0.0-master, which
 		// clients (kubectl version) cannot parse and which decides the
 		// server's emulated version.
@@ -52,11 +60,63 @@ func InstallServer(log io.Writer) (Tools, error) {
 		minor, _, _ = strings.Cut(minor, ".")
 		ldflags := fmt.Sprintf("-X k8s.io/component-base/version.gitVersion=%s -X k8s.io/component-base/version.gitMajor=%s -X k8s.io/component-base/version.gitMinor=%s",
 			KubernetesVersion, major, minor)
-		if err := buildWrapped(log, t.KubeAPIServer, goMod, "k8s.io/kubernetes/cmd/kube-apiserver", ldflags); err != nil {
+		if err := buildWrapped(log, c.bin, goMod, c.pkg, ldflags); err != nil {
+			return t, err
+		}
+	}
+	// kwok's go.mod has no replace directive: go install builds it. Its
+	// controller does nothing without stages (the rules by which it moves
+	// nodes and pods from one state to the next); kwokctl writes its default
+	// ones into the controller's config, and so does this, from the same
+	// module, into the file ClusterMissing looks for.
+	if _, err := os.Stat(t.KwokStages); err != nil {
+		if err := writeKwokStages(t.KwokStages); err != nil {
+			return t, err
+		}
+	}
+	if _, err := os.Stat(t.Kwok); err != nil {
+		pkg := "sigs.k8s.io/kwok/cmd/kwok@" + KwokVersion
+		fmt.Fprintf(log, "k8scheck: go install %s\n", pkg)
+		if err := goCommand(filepath.Dir(t.Kwok), "install", pkg); err != nil {
 			return t, err
 		}
 	}
 	return t, nil
+}
+
+// kwokStages are kwokctl's default stages for a cluster whose nodes renew
+// leases (nodes become ready and keep a lease; pods become ready at once and
+// those of a Job finish), except how a deleted pod goes: kwokctl's removes
+// it at once, the "general" one at a random moment within its grace period,
+// as a real pod whose process takes time to drain and exit. A rollout then
+// shows what it does with pods that are stopping.
+var kwokStages = []string{
+	"kustomize/stage/node/fast/node-initialize.yaml",
+	"kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+	"kustomize/stage/pod/fast/pod-ready.yaml",
+	"kustomize/stage/pod/fast/pod-complete.yaml",
+	"kustomize/stage/pod/general/pod-delete.yaml",
+}
+
+// writeKwokStages writes kwokStages, from the kwok module at KwokVersion,
+// into one file of YAML documents.
+func writeKwokStages(file string) error {
+	dir, err := downloadModule("sigs.k8s.io/kwok@" + KwokVersion)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, name := range kwokStages {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("kwok's stages: %w", err)
+		}
+		fmt.Fprintf(&b, "---\n# %s of sigs.k8s.io/kwok@%s\n%s", name, KwokVersion, data)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(b.String()), 0o644)
 }
 
 // kubernetesReplaces reads the go.mod of k8s.io/kubernetes at

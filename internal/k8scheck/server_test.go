@@ -38,14 +38,21 @@ import (
 func serverInstalled(t *testing.T) Tools {
 	t.Helper()
 	tools := installed(t)
-	if missing := tools.ServerMissing(); len(missing) > 0 {
+	needServer(t, tools.ServerMissing())
+	return tools
+}
+
+// needServer skips the test, or fails it with K8S_SERVER_CHECK set, when
+// missing names a binary.
+func needServer(t *testing.T, missing []string) {
+	t.Helper()
+	if len(missing) > 0 {
 		msg := fmt.Sprintf("not installed: %s (`make k8s-server-check` builds them, once, and runs this test)", strings.Join(missing, ", "))
 		if os.Getenv("K8S_SERVER_CHECK") != "" {
 			t.Fatal(msg + " (K8S_SERVER_CHECK is set: not skipped)")
 		}
 		t.Skip(msg)
 	}
-	return tools
 }
 
 // TestServerDryRun applies every overlay that TestManifests renders (both
@@ -161,6 +168,8 @@ func splitDocs(t *testing.T, manifests []byte) []doc {
 type apiServer struct {
 	url, token string
 	client     *http.Client
+	dir        string // its data, certificates and logs
+	keyFile    string // the service accounts' signing key
 
 	mu        sync.Mutex
 	discovery map[string]discovered // by apiVersion
@@ -225,6 +234,8 @@ func startAPIServer(t *testing.T, tools Tools) *apiServer {
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 		},
 		discovery: map[string]discovered{},
+		dir:       dir,
+		keyFile:   keyFile,
 	}
 	apiserver := startProcess(t, tools.KubeAPIServer, filepath.Join(dir, "kube-apiserver.log"),
 		"--etcd-servers="+etcdURL,
@@ -365,6 +376,16 @@ func (s *apiServer) resource(apiVersion, kind, namespace string) (string, error)
 // and strict field validation, as `kubectl apply --server-side
 // --dry-run=server` does, into namespace when its kind is namespaced.
 func (s *apiServer) apply(namespace string, d doc) ([]string, error) {
+	return s.serverSideApply(namespace, d, "&dryRun=All")
+}
+
+// applyForReal is apply without the dry run: the object is stored, and the
+// controllers act on it.
+func (s *apiServer) applyForReal(namespace string, d doc) ([]string, error) {
+	return s.serverSideApply(namespace, d, "")
+}
+
+func (s *apiServer) serverSideApply(namespace string, d doc, dryRun string) ([]string, error) {
 	if d.apiVersion == "" || d.kind == "" || d.name == "" {
 		return nil, fmt.Errorf("an object without apiVersion, kind or name:\n%s", d.yaml)
 	}
@@ -372,7 +393,7 @@ func (s *apiServer) apply(namespace string, d doc) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.id(), err)
 	}
-	path := collection + "/" + d.name + "?dryRun=All&fieldManager=scaffold&fieldValidation=Strict"
+	path := collection + "/" + d.name + "?fieldManager=scaffold&fieldValidation=Strict" + dryRun
 	code, body, warnings, err := s.do("PATCH", path, "application/apply-patch+yaml", d.yaml)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.id(), err)

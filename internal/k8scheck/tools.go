@@ -34,6 +34,7 @@ const (
 	KubeconformVersion = "v0.8.0"
 	KubernetesVersion  = "v1.37.2"
 	EtcdVersion        = "v3.7.3"
+	KwokVersion        = "v0.8.0"
 )
 
 // Tools are the paths of the installed tools and schemas.
@@ -46,6 +47,14 @@ type Tools struct {
 	// InstallServer, not Install.
 	Etcd          string // the binary
 	KubeAPIServer string // the binary, of KubernetesVersion
+
+	// The rest of a control plane, for the rollout on fake nodes: the
+	// controllers and the scheduler of KubernetesVersion, and kwok's
+	// controller, which plays the nodes and the pods' lifecycle.
+	KubeControllerManager string
+	KubeScheduler         string
+	Kwok                  string
+	KwokStages            string // the controller's config: its stages
 }
 
 // Paths are where Install puts the tools: under the user's cache directory
@@ -64,6 +73,11 @@ func Paths() (Tools, error) {
 
 		Etcd:          filepath.Join(base, "etcd", EtcdVersion, "etcd"),
 		KubeAPIServer: filepath.Join(base, "kube-apiserver", KubernetesVersion, "kube-apiserver"),
+
+		KubeControllerManager: filepath.Join(base, "kube-controller-manager", KubernetesVersion, "kube-controller-manager"),
+		KubeScheduler:         filepath.Join(base, "kube-scheduler", KubernetesVersion, "kube-scheduler"),
+		Kwok:                  filepath.Join(base, "kwok", KwokVersion, "kwok"),
+		KwokStages:            filepath.Join(base, "kwok", KwokVersion, "stages.yaml"),
 	}, nil
 }
 
@@ -79,6 +93,16 @@ func (t Tools) Missing() []string {
 // ServerMissing lists what InstallServer installs and is not there.
 func (t Tools) ServerMissing() []string {
 	return missingBinaries(t.Etcd, t.KubeAPIServer)
+}
+
+// ClusterMissing lists what InstallServer installs for the rollout and is
+// not there: the API server and etcd, and the rest of the control plane.
+func (t Tools) ClusterMissing() []string {
+	missing := missingBinaries(t.Etcd, t.KubeAPIServer, t.KubeControllerManager, t.KubeScheduler, t.Kwok)
+	if _, err := os.Stat(t.KwokStages); err != nil {
+		missing = append(missing, t.KwokStages)
+	}
+	return missing
 }
 
 func missingBinaries(paths ...string) []string {
