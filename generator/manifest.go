@@ -202,6 +202,7 @@ var Features = []Feature{
 			"clustertest/lbfaults_test.go",
 			"clustertest/clustermode_test.go",
 			"clustertest/logs_test.go",
+			"clustertest/appenv_test.go",
 			"testsupport/proxy.go",
 			"testsupport/proxy_test.go",
 		},

@@ -191,7 +191,7 @@ func startCluster(t testing.TB, env map[string]string) *cluster {
 	} else {
 		c.lb = testsupport.Nginx(t, rendered, lbAddr)
 	}
-	t.Logf("cluster of %s behind %s on %s started in %v", instances(len(c.apps)), kind, lbAddr, time.Since(began).Round(time.Millisecond))
+	t.Logf("cluster of %s (%s) behind %s on %s started in %v", instances(len(c.apps)), strings.Join(p.Apps, " "), kind, lbAddr, time.Since(began).Round(time.Millisecond))
 	return c
 }
 
@@ -206,7 +206,8 @@ func instances(n int) string {
 // instanceEnv is the environment of one app-N: what docker-compose.yml gives
 // the service, with compose host names mapped to this test's servers (see
 // the list at the top of render_test.go). Nothing is inherited from the
-// test's own environment.
+// test's own environment. With CLUSTERTEST_APP_ENV, the environment
+// is a pod's, from that file (appenv_test.go), mapped the same way.
 func (c *cluster) instanceEnv(p *composeProject, compose map[string]string, port int, overrides map[string]string) ([]string, error) {
 	env := map[string]string{}
 	for k, v := range compose {
@@ -238,9 +239,11 @@ func (c *cluster) instanceEnv(p *composeProject, compose map[string]string, port
 	}
 	var out []string
 	for k, v := range env {
-		for svc := range p.Services {
-			if regexp.MustCompile(`\b` + regexp.QuoteMeta(svc) + `:\d`).MatchString(v) {
-				return nil, fmt.Errorf("%s=%q still names the compose service %s: map it in instanceEnv", k, v, svc)
+		for _, svc := range p.Hosts {
+			// svc:port, or a longer DNS name of it (Kubernetes:
+			// svc.namespace.svc.cluster.local:port).
+			if regexp.MustCompile(`\b` + regexp.QuoteMeta(svc) + `(\.[a-z0-9-]+)*:\d`).MatchString(v) {
+				return nil, fmt.Errorf("%s=%q still names the service %s: map it in instanceEnv", k, v, svc)
 			}
 		}
 		out = append(out, k+"="+v)

@@ -18,6 +18,16 @@ package clustertest
 // A value that still names a compose service after this mapping fails the
 // test, so a new dependency cannot be silently left pointing nowhere.
 //
+// With CLUSTERTEST_APP_ENV set (appenv_test.go), the instances and their
+// environment come from that file instead: one per pod of the Kubernetes
+// manifests, named as the pod, with what the manifests give it (ConfigMap,
+// Secret, env; INSTANCE_ID the pod's name). The mapping above is the same:
+// the k8s feature's dev overlay names its Services as compose names its
+// services, with the same ports. A value that still names one of the file's
+// Services (or a compose service) fails the test. The load balancer stays
+// deploy/haproxy.cfg rendered for that many instances, standing in for the
+// Ingress controller.
+//
 // Load balancer config: see renderNginx and renderHAProxy below, and the
 // comment at the top of each config file.
 
@@ -48,6 +58,9 @@ type composeService struct {
 type composeProject struct {
 	Services map[string]composeService
 	Apps     []string // app-1, app-2, ... in order
+	// Hosts are the names no app setting may still name once instanceEnv
+	// has mapped it: every service's.
+	Hosts []string
 }
 
 // loadCompose reads docker-compose.yml the way docker compose would with
@@ -76,6 +89,7 @@ func loadCompose() (*composeProject, error) {
 			}
 		}
 		p.Services[name] = svc
+		p.Hosts = append(p.Hosts, name)
 	}
 	for i := 1; ; i++ {
 		name := "app-" + strconv.Itoa(i)
@@ -86,6 +100,9 @@ func loadCompose() (*composeProject, error) {
 	}
 	if len(p.Apps) == 0 {
 		return nil, fmt.Errorf("docker-compose.yml: no app-1 service")
+	}
+	if path := os.Getenv(appEnvVar); path != "" {
+		return p, p.useAppEnvFile(path)
 	}
 	return p, nil
 }
