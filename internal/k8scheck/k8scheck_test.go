@@ -110,22 +110,15 @@ func referenceManifests(t *testing.T) (string, generator.Answers) {
 	if err := os.CopyFS(filepath.Join(dir, "deploy", "k8s"), os.DirFS(filepath.Join(referenceApp, "deploy", "k8s"))); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(referenceApp, generator.AnswersFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fa, err := generator.ParseFile(generator.AnswersFileName, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := answersOf(t, referenceApp)
 	// secrets.env is made with the project, never committed: make it
 	// as scaffold new does.
-	secrets, err := generator.Secrets(fa.Answers, rand.Reader)
+	secrets, err := generator.Secrets(a, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeTree(t, dir, secrets)
-	return dir, fa.Answers
+	return dir, a
 }
 
 func checkOverlays(t *testing.T, tools Tools, dir string, a generator.Answers) {
