@@ -25,6 +25,12 @@ import (
 // token, so a holder cut off from its session (a proxy that keeps the TCP
 // connection, a pause) cannot be fenced. A row outlives its holder by at
 // most its ttl, and its token is the fence.
+//
+// Rows are never deleted, so the table holds one small row per name ever
+// locked (per note appended to, here). Deleting one would start its tokens
+// again at 1, and a stale holder of an old token 1 would pass the fence of
+// the new lease 1: purge only names that can never be locked again (a
+// deleted note's), never to save space on live ones.
 type Locker struct {
 	pool *pgxpool.Pool
 }
