@@ -9,7 +9,7 @@
 // then granted the lock, and the first one wakes up believing it still holds
 // it. So every grant carries a fencing token that grows with each grant of
 // the name, and the protected write checks the token against the live lease
-// in the same transaction (postgres.NoteStore.AppendFenced shows how): a
+// in the same transaction (postgres.NoteStore.UpdateFenced shows how): a
 // stale holder's write is refused with ErrLost and changes nothing.
 //
 // Acquire does not wait forever: a lease not granted before the context is
