@@ -152,6 +152,26 @@ func TestLockStaleHolderFenced(t *testing.T) {
 	}
 }
 
+// The fence judges the lease when it checks it, not when the transaction
+// began: a holder whose lease expires between its BEGIN and its check (a
+// pause there) is refused. now() would be the BEGIN's time and let it
+// through; hence clock_timestamp().
+func TestLockFenceJudgesExpiryAtTheCheck(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	l := NewLocker(db)
+	holder := acquire(t, l, "n", 200*time.Millisecond, time.Second)
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	time.Sleep(400 * time.Millisecond) // the pause, past the ttl
+	if err := checkLease(ctx, tx, holder); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("check of a lease that expired after BEGIN: %v, want lock.ErrLost", err)
+	}
+}
+
 // A holder inside its fenced transaction keeps the lock even past its
 // ttl: the next Acquire is granted only after the COMMIT, and then sees the
 // write. Without FOR SHARE the check would hold only at the moment it ran.
