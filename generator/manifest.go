@@ -189,7 +189,7 @@ var Features = []Feature{
 		// lock has no single-node stand-in: it needs PostgreSQL anyway, and
 		// the PostgreSQL lock is as correct on one instance as on many.
 		Name:        "lock",
-		Description: "a lock for application code that holds across instances (PostgreSQL, with fencing tokens); a sample append to a note at /api/notes/{id}/append",
+		Description: "a lock that holds across instances, for code that must not run twice at once (PostgreSQL, with fencing tokens)",
 		Needs:       []string{"db"},
 		Files: []string{
 			"lock/",
