@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"example.com/acme/shop/lock"
+	"example.com/acme/shop/notes"
 	"example.com/acme/shop/postgres"
 )
 
@@ -170,6 +173,63 @@ func TestLockHolderPaused(t *testing.T) {
 	}
 	t.Logf("statuses seen: %v; writes of %s refused after its pause: %d", kinds, paused.name, refused)
 	record("lock: stale holder's writes refused after SIGSTOP", refused)
+}
+
+// Hazard: a stale lock holder's write lands over newer ones. While clients
+// append to one note through the load balancer, this process takes the
+// note's lock itself, as an instance does, reads the note, and stalls past
+// its lease (a sleep stands for the pause) while the instances go on
+// appending; then it writes. Every one of those stale writes must be
+// refused by the fence (lock.ErrLost), none may be in the note, and no
+// acknowledged append may be lost.
+func TestLockStaleHolderRefused(t *testing.T) {
+	c := startCluster(t, nil)
+	path := c.createNote(t, "stale holder", "")
+	var id int64
+	if _, err := fmt.Sscanf(path, "/api/notes/%d", &id); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, c.dbURL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	locker, store := postgres.NewLocker(db), postgres.NewNoteStore(db)
+	const stale = 4
+	refused := 0
+	results := appendLoad(c, path, 6, 6*time.Second, func() {
+		for k := range stale {
+			waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			lease, err := locker.Acquire(waitCtx, fmt.Sprintf("note:%d", id), 300*time.Millisecond)
+			cancel()
+			if err != nil {
+				t.Errorf("stale holder %d: Acquire: %v", k, err)
+				continue
+			}
+			n, err := store.Get(ctx, id)
+			if err != nil {
+				t.Errorf("stale holder %d: %v", k, err)
+				continue
+			}
+			time.Sleep(time.Second) // the pause, past the 300ms lease
+			_, err = store.UpdateFenced(ctx, id, notes.Input{Title: n.Title, Body: n.Body + fmt.Sprintf("[stale.%d]", k)}, lease)
+			if !errors.Is(err, lock.ErrLost) {
+				t.Errorf("stale holder %d (token %d): write after its lease: %v, want lock.ErrLost", k, lease.Token, err)
+				continue
+			}
+			refused++
+		}
+	})
+	checkAppendResults(t, c, path, results)
+	var note struct {
+		Body string `json:"body"`
+	}
+	c.must(t, 200, "GET", path, nil, nil).decode(t, &note)
+	if strings.Contains(note.Body, "[stale.") {
+		t.Errorf("a stale holder's write is in the note: %q", note.Body)
+	}
+	record("lock: stale holders refused by the fence", fmt.Sprintf("%d of %d", refused, stale))
 }
 
 // benchLock is make bench's lock rows: Acquire and Release of the
