@@ -186,6 +186,23 @@ var Features = []Feature{
 		},
 	},
 	{
+		// lock has no single-node stand-in: it needs PostgreSQL anyway, and
+		// the PostgreSQL lock is as correct on one instance as on many.
+		Name:        "lock",
+		Description: "a lock that holds across instances, for code that must not run twice at once (PostgreSQL, with fencing tokens)",
+		Needs:       []string{"db"},
+		Files: []string{
+			"lock/",
+			"README.md.d/lock.md",
+			"postgres/lock.go",
+			"postgres/lock_test.go",
+			"postgres/migrations/00006_locks.sql",
+			"httpapi/notes_append.go",
+			"httpapi/notes_append_test.go",
+			"cmd/server/lock.go",
+		},
+	},
+	{
 		Name:        "compose",
 		Description: "run several instances behind a load balancer with docker compose, and a test of the whole cluster",
 		Files: []string{
@@ -211,6 +228,7 @@ var Features = []Feature{
 			"cache":      {"clustertest/cache_test.go", "clustertest/faults_redis_test.go", "clustertest/robust_cache_test.go"},
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
+			"lock":       {"clustertest/lock_test.go"},
 			"lb=nginx":   {"deploy/nginx.conf"},
 			"lb=haproxy": {"deploy/haproxy.cfg"},
 		},

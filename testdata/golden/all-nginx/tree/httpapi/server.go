@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"example.com/acme/shop/cache"
+	"example.com/acme/shop/lock"
 	"example.com/acme/shop/notes"
 )
 
@@ -40,6 +41,10 @@ type Options struct {
 	// worker
 	Leader  Leader  // nil: /api/instance has no "leader" field
 	JobRuns JobRuns // nil: no /api/jobs/runs route
+
+	// lock
+	Locks       lock.Locker // nil: no POST /api/notes/{id}/append
+	FencedNotes FencedNotes // the fenced write of the append
 }
 
 // Server routes requests. It is safe for concurrent use.
@@ -72,6 +77,7 @@ func (s *Server) routes() {
 	s.notesRoutes()
 	s.filesRoutes()
 	s.jobsRoutes()
+	s.appendRoutes()
 }
 
 // ServeHTTP implements http.Handler.

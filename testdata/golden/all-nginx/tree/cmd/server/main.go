@@ -183,6 +183,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	waitWorker := startWorker(ctx, cfg, log, &opts, db.DB)
 	defer waitWorker()
 
+	openLocks(&opts, db)
+
 	closeFiles, err := openFiles(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
