@@ -42,14 +42,13 @@ var checks = [][]string{
 	{"go", "test", "-count=1", "-short", "-p", "1", "./..."},
 }
 
-// clusterChecks run in the tested combinations (testedCombos) with compose:
-// a few checks of the cluster conformance test, so that the topology of
-// every pair of feature values with compose on starts for real behind its
-// load balancer (the whole test runs in internal/conformance). Running them
-// in every combination with compose took 36 starts, about 6 minutes more of
-// make test once lock doubled the combinations with db; the topology (the
-// compose services) depends on db, cache and blob only, each pair of which
-// the tested combinations hold.
+// clusterChecks are a few checks of the cluster conformance test, so that a
+// topology starts for real behind its load balancer (the whole test runs in
+// internal/conformance). They run in the tested combinations (testedCombos)
+// with compose, and in one more for each topology those leave out: the
+// compose services, which db, cache and blob decide (topology). Running them
+// in every combination with compose would take 18 starts, about 6 minutes
+// more of make test, since lock doubled the combinations with db.
 var clusterChecks = []string{"go", "test", "-count=1", "-run", "^(TestRoundRobin|TestClusterModeRefusesSingleNodeDefaults|TestLogs)$", "./clustertest/"}
 
 // otherPort is the non-default port the matrix gives half of the projects.
@@ -156,6 +155,18 @@ func testedCombos() map[string]bool {
 	return tested
 }
 
+// topology names the compose services a combination has besides the app
+// and the load balancer.
+func topology(combo []string) string {
+	var services []string
+	for _, f := range []string{"db", "cache", "blob"} {
+		if slices.Contains(combo, f) {
+			services = append(services, f)
+		}
+	}
+	return strings.Join(services, "+")
+}
+
 // featurePairs lists, for every two features, their values in combo
 // ("db=true cache=false").
 func featurePairs(combo []string) []string {
@@ -173,6 +184,12 @@ func featurePairs(combo []string) []string {
 func projects() []project {
 	var out []project
 	tested := testedCombos()
+	started := map[string]bool{} // topologies whose cluster checks run
+	for _, combo := range generator.Combinations() {
+		if tested[strings.Join(combo, "+")] && slices.Contains(combo, "compose") {
+			started[topology(combo)] = true
+		}
+	}
 	i := 0
 	for _, combo := range generator.Combinations() {
 		// k8s adds deploy/k8s/ and README lines, no Go code: a combination
@@ -201,7 +218,8 @@ func projects() []project {
 			// and port.
 			steps = checks[:len(checks)-1]
 		}
-		if a.Has("compose") && tested[name] {
+		if a.Has("compose") && (tested[name] || !started[topology(combo)]) {
+			started[topology(combo)] = true
 			steps = append(steps[:len(steps):len(steps)], clusterChecks)
 		}
 		out = append(out, project{name, a, steps})
