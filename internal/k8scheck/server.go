@@ -17,13 +17,13 @@ import (
 // with `go install module@version` (their go.mod files have replace
 // directives), so each is built in a wrapper module made in a temporary
 // directory: one that requires the module, names the command as a tool and
-// is tidied; for kube-apiserver it also repeats k8s.io/kubernetes's replace
+// is tidied; for the Kubernetes commands it also repeats k8s.io/kubernetes's replace
 // directives, which point its staging modules (k8s.io/api, k8s.io/client-go,
 // ...) at its own tree, as the published versions of those modules
 // (v0.MINOR.PATCH). The binary is built into a temporary file beside its
 // final path and renamed there: an interrupted build never leaves a partial
 // binary where Paths says (a leftover .partial file is removed by the next
-// install). Progress goes to log; with both in place it prints nothing.
+// install). Progress goes to log; with everything in place it prints nothing.
 //
 // The first build is long: on 2 cores shared with other jobs kube-apiserver
 // took 34 minutes (20 minutes of CPU time), etcd 3.5 (5.5 with an empty Go

@@ -1,7 +1,8 @@
 // Command install installs the tools the k8scheck tests use, at the pinned
 // versions, into ~/.cache/scaffold (see k8scheck.Install): kustomize,
 // kubeconform and the schemas of the pinned Kubernetes release, and with
-// -server also etcd and kube-apiserver, built from the Go module proxy (see
+// -server also etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+// and kwok, built from the Go module proxy (see
 // k8scheck.InstallServer). `make test` runs it first, `make
 // k8s-server-check` with -server; it installs only what is missing and
 // prints nothing when everything is there.
@@ -16,7 +17,7 @@ import (
 )
 
 func main() {
-	server := flag.Bool("server", false, "also build etcd and kube-apiserver (once; many minutes)")
+	server := flag.Bool("server", false, "also build etcd, the Kubernetes control plane and kwok (once; many minutes)")
 	flag.Parse()
 	if _, err := k8scheck.Install(os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "k8scheck: %v\n", err)
