@@ -49,7 +49,7 @@ func TestServerRollout(t *testing.T) {
 	docs := splitDocs(t, kustomize(t, c.tools, filepath.Join(dir, "deploy", "k8s", "overlays", "prod")))
 	docs = editDeployment(t, docs, func(d object) { shortGrace(t, d, 6) })
 	h := c.rollout(t, "shop", docs, a.Replicas)
-	if bad := h.belowReplicas(); bad != "" {
+	if bad := h.belowReplicas(a.Replicas); bad != "" {
 		t.Errorf("maxUnavailable: 0, yet %s", bad)
 	}
 	if bad := h.aboveInAll(a.Replicas + 2); bad != "" {
@@ -75,7 +75,7 @@ func TestServerRolloutCatches(t *testing.T) {
 			ru["maxSurge"], ru["maxUnavailable"] = 0, 1
 		})
 		h := c.rollout(t, "unavailable", broken, a.Replicas)
-		bad := h.belowReplicas()
+		bad := h.belowReplicas(a.Replicas)
 		if bad == "" {
 			t.Fatalf("the history (%d events) never has fewer than %d ready pods: the check cannot fail", len(h.events), a.Replicas)
 		}
@@ -290,7 +290,6 @@ stringData:
 	}
 	path := "/apis/apps/v1/namespaces/" + ns + "/deployments/" + deployment.name
 	c.waitRolledOut(t, path, replicas, "")
-	h.markReady()
 
 	// Spread over the zones' nodes: ScheduleAnyway is a preference the
 	// scheduler weighs with others, but on three empty nodes nothing
@@ -351,6 +350,15 @@ stringData:
 		t.Fatal(err)
 	}
 	c.waitRolledOut(t, path, replicas, next)
+	// The watch may lag behind the API server: the history is complete only
+	// once it has seen the pods as a list shows them now.
+	c.waitFor(t, "the watch to catch up", 30*time.Second, func() (bool, string) {
+		var now struct{ Items []object }
+		if err := c.get("/api/v1/namespaces/"+ns+"/pods?labelSelector="+selector, &now); err != nil {
+			return false, err.Error()
+		}
+		return h.matches(now.Items), fmt.Sprintf("%d pods listed", len(now.Items))
+	})
 	h.stop()
 	return h
 }
@@ -407,8 +415,6 @@ type history struct {
 	mu          sync.Mutex
 	events      []step
 	pods        map[string]podState
-	replicas    int
-	readyFrom   int // index of the first event after markReady; -1 before
 	maxServing  int
 	maxExisting int
 	err         error
@@ -439,7 +445,7 @@ func (c *controlPlane) watchPods(t *testing.T, ns, selector string) *history {
 		t.Fatalf("%d pods in %s before anything was applied", len(list.Items), ns)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &history{pods: map[string]podState{}, readyFrom: -1, cancel: cancel, done: make(chan struct{})}
+	h := &history{pods: map[string]podState{}, cancel: cancel, done: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, "GET", c.url+base+"&watch=1&resourceVersion="+list.Metadata.ResourceVersion, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -513,15 +519,21 @@ func (h *history) fail(err error) {
 	}
 }
 
-// markReady notes that the first rollout is done: from the next event on,
-// fewer ready pods than replicas breaks the promise.
-func (h *history) markReady() {
+// matches reports whether the pods the watch has seen so far are those of
+// list, in the same states: the history has caught up with the list.
+func (h *history) matches(list []object) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.readyFrom = len(h.events)
-	if h.readyFrom > 0 {
-		h.replicas = h.events[h.readyFrom-1].ready
+	if len(list) != len(h.pods) {
+		return false
 	}
+	for _, p := range list {
+		st, ok := h.pods[str(p, "metadata", "name")]
+		if !ok || st != (podState{ready: condition(p, "Ready") == "True", stopping: get(p, "metadata", "deletionTimestamp") != nil}) {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *history) stop() {
@@ -529,22 +541,23 @@ func (h *history) stop() {
 	<-h.done
 }
 
-// belowReplicas describes the first event after markReady with fewer ready
-// pods than there were then, and the events around it; "" when there is
-// none. A watch that failed is reported too: a history with a gap proves
-// nothing.
-func (h *history) belowReplicas() string {
+// belowReplicas describes the first event with fewer than replicas ready
+// pods after the first rollout (the first event with replicas ready), and
+// the events before it; "" when there is none. A watch that failed is
+// reported too: a history with a gap proves nothing.
+func (h *history) belowReplicas(replicas int) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.err != nil {
 		return h.err.Error()
 	}
-	if h.readyFrom < 0 || h.replicas == 0 {
+	first := slices.IndexFunc(h.events, func(e step) bool { return e.ready >= replicas })
+	if first < 0 {
 		return "the first rollout never completed"
 	}
-	for i := h.readyFrom; i < len(h.events); i++ {
-		if e := h.events[i]; e.ready < h.replicas {
-			return fmt.Sprintf("%d ready pods of %d after event %d of %d:%s", e.ready, h.replicas, i+1, len(h.events), h.around(i))
+	for i := first; i < len(h.events); i++ {
+		if e := h.events[i]; e.ready < replicas {
+			return fmt.Sprintf("%d ready pods of %d after event %d of %d:%s", e.ready, replicas, i+1, len(h.events), h.around(i))
 		}
 	}
 	return ""
