@@ -77,14 +77,8 @@ func (s *Server) appendNote(w http.ResponseWriter, r *http.Request) {
 	waitCtx, cancel := context.WithTimeout(ctx, appendWait)
 	lease, err := s.opts.Locks.Acquire(waitCtx, "note:"+strconv.FormatInt(id, 10), appendLeaseTTL)
 	cancel()
-	if errors.Is(err, lock.ErrTimeout) {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusServiceUnavailable, "busy",
-			fmt.Sprintf("note %d is being changed by another request; nothing was written; retry", id))
-		return
-	}
 	if err != nil {
-		noteError(w, r, "append", id, err)
+		appendError(w, r, id, err)
 		return
 	}
 	// Released even when the client has gone, so the next holder need not
@@ -101,21 +95,33 @@ func (s *Server) appendNote(w http.ResponseWriter, r *http.Request) {
 	// never a cache's: it must see the previous holder's write.
 	note, err := s.opts.Notes.Get(ctx, id)
 	if err != nil {
-		noteError(w, r, "append", id, err)
+		appendError(w, r, id, err)
 		return
 	}
 	updated, err := s.opts.FencedNotes.UpdateFenced(ctx, id,
 		notes.Input{Title: note.Title, Body: note.Body + in.Text}, lease)
-	if errors.Is(err, lock.ErrLost) {
-		logger(ctx).Warn("append refused: lease lost before the write", "lock", lease.Name, "token", lease.Token)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusServiceUnavailable, "lock_lost",
-			fmt.Sprintf("the lock on note %d ran out before the write; nothing was written; retry", id))
-		return
-	}
 	if err != nil {
-		noteError(w, r, "append", id, err)
+		appendError(w, r, id, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, updated)
+}
+
+// appendError answers the lock's two errors, both 503 with nothing written
+// (busy: not granted within appendWait; lock_lost: the fence refused the
+// write), and every other error as the notes routes do (noteError).
+func appendError(w http.ResponseWriter, r *http.Request, id int64, err error) {
+	var code, msg string
+	switch {
+	case errors.Is(err, lock.ErrTimeout):
+		code, msg = "busy", fmt.Sprintf("note %d is being changed by another request; nothing was written; retry", id)
+	case errors.Is(err, lock.ErrLost):
+		logger(r.Context()).Warn("append refused: lease lost before the write", "note_id", id, "err", err)
+		code, msg = "lock_lost", fmt.Sprintf("the lock on note %d ran out before the write; nothing was written; retry", id)
+	default:
+		noteError(w, r, "append", id, err)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, r, http.StatusServiceUnavailable, code, msg)
 }
