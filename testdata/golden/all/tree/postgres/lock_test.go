@@ -25,6 +25,17 @@ func acquire(t *testing.T, l *Locker, name string, ttl, wait time.Duration) lock
 	return lease
 }
 
+// noteToLock creates a note with body and returns it and the name of the
+// lock that guards it, as the append route names it.
+func noteToLock(t *testing.T, s *NoteStore, body string) (notes.Note, string) {
+	t.Helper()
+	n, err := s.Create(context.Background(), notes.Input{Title: "t", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, fmt.Sprintf("note:%d", n.ID)
+}
+
 // Every grant of a name has a greater token than the grants before it,
 // whether the lease before was released or expired; names are independent.
 func TestLockTokensGrow(t *testing.T) {
@@ -109,11 +120,7 @@ func TestLockStaleHolderFenced(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
 	l, s := NewLocker(db), NewNoteStore(db)
-	n, err := s.Create(ctx, notes.Input{Title: "t", Body: "start"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("note:%d", n.ID)
+	n, name := noteToLock(t, s, "start")
 	stale := acquire(t, l, name, 200*time.Millisecond, time.Second)
 	time.Sleep(400 * time.Millisecond) // the pause, past the ttl
 
@@ -133,7 +140,7 @@ func TestLockStaleHolderFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err = l.Acquire(waitCtx, name, time.Second)
+	_, err := l.Acquire(waitCtx, name, time.Second)
 	cancel()
 	if !errors.Is(err, lock.ErrTimeout) {
 		t.Fatalf("Acquire after the stale holder's Release: %v, want lock.ErrTimeout", err)
@@ -179,11 +186,7 @@ func TestLockFenceHoldsUntilCommit(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
 	l, s := NewLocker(db), NewNoteStore(db)
-	n, err := s.Create(ctx, notes.Input{Title: "t", Body: "start"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("note:%d", n.ID)
+	n, name := noteToLock(t, s, "start")
 	holder := acquire(t, l, name, 200*time.Millisecond, time.Second)
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -245,11 +248,7 @@ func TestLockStalledFencedWriteEnds(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
 	l, s := NewLocker(db), NewNoteStore(db)
-	n, err := s.Create(ctx, notes.Input{Title: "t", Body: "start"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("note:%d", n.ID)
+	n, name := noteToLock(t, s, "start")
 	holder := acquire(t, l, name, 200*time.Millisecond, time.Second)
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -309,11 +308,7 @@ func TestLockNoLostAppends(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
 	l, s := NewLocker(db), NewNoteStore(db)
-	n, err := s.Create(ctx, notes.Input{Title: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("note:%d", n.ID)
+	n, name := noteToLock(t, s, "")
 	var mu sync.Mutex
 	var acked []string
 	var wg sync.WaitGroup
