@@ -26,6 +26,10 @@ import (
 // connection, a pause) cannot be fenced. A row outlives its holder by at
 // most its ttl, and its token is the fence.
 //
+// The worker's leader lease (elector.go, and liveTerm in runs.go) is the
+// same mechanism for one name: a row, a term that grows with each grant,
+// and a FOR SHARE fence in every write; it adds renewal by its holder.
+//
 // Rows are never deleted, so the table holds one small row per name ever
 // locked (per note appended to, here). Deleting one would start its tokens
 // again at 1, and a stale holder of an old token 1 would pass the fence of
