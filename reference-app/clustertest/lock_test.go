@@ -18,6 +18,7 @@ import (
 
 // appendResult is one POST /api/notes/{id}/append as its client saw it.
 type appendResult struct {
+	client   int
 	marker   string
 	status   int    // 0: no answer
 	instance string // the instance that answered
@@ -38,7 +39,7 @@ func appendLoad(c *cluster, path string, clients int, dur time.Duration, during 
 				m := fmt.Sprintf("[%d.%d]", w, i)
 				r, err := c.do("POST", path+"/append", fmt.Appendf(nil, `{"text":%q}`, m), nil)
 				mu.Lock()
-				results = append(results, appendResult{m, r.status, r.instance, err})
+				results = append(results, appendResult{w, m, r.status, r.instance, err})
 				mu.Unlock()
 			}
 		})
@@ -50,11 +51,14 @@ func appendLoad(c *cluster, path string, clients int, dur time.Duration, during 
 	return results
 }
 
-// checkAppendResults is the check of 0 lost updates: every append answered
-// 200 is in the note's body exactly once, and no append is there twice. An
-// append that failed (503 busy or lock_lost, a 504 of the load balancer)
-// may or may not be there: it is reported, not judged. It returns the
-// instances that answered 200.
+// checkAppendResults checks the history of appends against what a single
+// appended string allows: every append answered 200 is in the note's body
+// exactly once, no append is there twice, and a client's appends answered
+// 200 are in the body in the order it sent them (each was sent after the one
+// before was answered, so a body that has them the other way round lost or
+// reordered a write). An append that failed (503 busy or lock_lost, a 504 of
+// the load balancer) may or may not be there: it is reported, not judged.
+// It returns the instances that answered 200.
 func checkAppendResults(t *testing.T, c *cluster, path string, results []appendResult) map[string]int {
 	t.Helper()
 	var note struct {
@@ -63,6 +67,7 @@ func checkAppendResults(t *testing.T, c *cluster, path string, results []appendR
 	c.must(t, 200, "GET", path, nil, nil).decode(t, &note)
 	served := map[string]int{}
 	failed := map[string]int{}
+	lastAt := map[int]int{} // per client: where its last acknowledged append is
 	var failedIn, failedOut int
 	for _, r := range results {
 		n := strings.Count(note.Body, r.marker)
@@ -71,6 +76,13 @@ func checkAppendResults(t *testing.T, c *cluster, path string, results []appendR
 			served[r.instance]++
 			if n != 1 {
 				t.Errorf("append %s answered 200 by %s is in the body %d times, want exactly once", r.marker, r.instance, n)
+			}
+			at := strings.Index(note.Body, r.marker)
+			if prev, ok := lastAt[r.client]; ok && at >= 0 && at < prev {
+				t.Errorf("append %s answered 200 by %s is in the body before the client's previous acknowledged append", r.marker, r.instance)
+			}
+			if at >= 0 {
+				lastAt[r.client] = at
 			}
 		default:
 			key := fmt.Sprint(r.status)
