@@ -3,12 +3,14 @@ package k8scheck
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,17 +62,48 @@ func TestManifests(t *testing.T) {
 }
 
 // eachProject runs check, in parallel subtests, on a copy of reference-app's
-// deploy/k8s and on every feature combination with k8s (with 1 replica and
-// with 3, on two ports) generated into a temporary directory, each with the
-// secrets.env scaffold new writes.
+// deploy/k8s and on each project of k8sProjects, generated into a
+// temporary directory with the secrets.env scaffold new writes.
 func eachProject(t *testing.T, check func(t *testing.T, dir string, a generator.Answers)) {
 	t.Run("reference-app", func(t *testing.T) {
 		t.Parallel()
 		dir, a := referenceManifests(t)
 		check(t, dir, a)
 	})
+	projects, err := k8sProjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(projects) == 0 {
+		t.Fatal("no feature combination has k8s")
+	}
+	for _, p := range projects {
+		t.Run(fmt.Sprintf("%s/replicas=%d", strings.Join(p.answers.Features, "+"), p.answers.Replicas), func(t *testing.T) {
+			t.Parallel()
+			secrets, err := generator.Secrets(p.answers, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			writeTree(t, dir, p.files)
+			writeTree(t, dir, secrets)
+			check(t, dir, p.answers)
+		})
+	}
+}
 
-	checked := 0
+type k8sProject struct {
+	answers generator.Answers
+	files   map[string][]byte
+}
+
+// k8sProjects are the feature combinations with k8s, each with 1 replica
+// and with 3, on two ports, but only those whose deploy/k8s differs from
+// one before: features that change no manifest (lock, say) make the same
+// objects as a combination already in the list, so the same results.
+func k8sProjects() ([]k8sProject, error) {
+	var out []k8sProject
+	seen := map[[sha256.Size]byte]bool{}
 	for i, combo := range generator.Combinations() {
 		if !slices.Contains(combo, "k8s") {
 			continue
@@ -78,27 +111,49 @@ func eachProject(t *testing.T, check func(t *testing.T, dir string, a generator.
 		for _, replicas := range []int{1, 3} {
 			a := generator.Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo,
 				LB: generator.LBs[i%len(generator.LBs)], Replicas: replicas, Port: []int{generator.DefaultPort, 9090}[i%2]}
-			checked++
-			t.Run(fmt.Sprintf("%s/replicas=%d", strings.Join(combo, "+"), replicas), func(t *testing.T) {
-				t.Parallel()
-				files, err := generator.Generate(a)
-				if err != nil {
-					t.Fatal(err)
-				}
-				secrets, err := generator.Secrets(a, rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dir := t.TempDir()
-				writeTree(t, dir, files)
-				writeTree(t, dir, secrets)
-				check(t, dir, a)
-			})
+			files, err := generator.Generate(a)
+			if err != nil {
+				return nil, fmt.Errorf("%v: %w", combo, err)
+			}
+			if sum := manifestsSum(files); !seen[sum] {
+				seen[sum] = true
+				out = append(out, k8sProject{a, files})
+			}
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no feature combination has k8s")
+	return out, nil
+}
+
+// TestReadmeK8sNumbers checks the numbers of projects and overlays the
+// repository README states for these tests.
+func TestReadmeK8sNumbers(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	readme := strings.Join(strings.Fields(string(b)), " ")
+	projects, err := k8sProjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(projects) + 1 // and reference-app
+	want := fmt.Sprintf("applies %d overlays (%d projects,", n*len(overlays), n)
+	if !strings.Contains(readme, want) {
+		t.Errorf("README.md: no %q; write the numbers k8sProjects gives", want)
+	}
+}
+
+// manifestsSum is a hash of the files under deploy/k8s/, names and
+// contents, in order.
+func manifestsSum(files map[string][]byte) [sha256.Size]byte {
+	h := sha256.New()
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		if strings.HasPrefix(p, "deploy/k8s/") {
+			fmt.Fprintf(h, "%s\x00%d\x00", p, len(files[p]))
+			h.Write(files[p])
+		}
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 // referenceManifests copies reference-app's deploy/k8s into a temporary

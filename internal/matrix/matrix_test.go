@@ -106,42 +106,74 @@ type project struct {
 	steps   [][]string
 }
 
-// testedCombos names the feature combinations (with k8s, as projects
-// runs them) whose go test runs in the matrix: none, all (whose tests run in
-// internal/conformance), then, picked greedily in the order of
-// generator.Combinations, combinations until every pair of values of two
-// features (on or off, as the features' needs allow) is in one of them.
-// Every other combination is built, vetted and tidied: what it could get
-// wrong that the tested ones cannot is code that does not compile, and
-// tests that depend on three features at once. Running them all took 20
-// combinations' tests, about 12 minutes of make test on 2 cores.
-func testedCombos() map[string]bool {
-	var combos [][]string
+// withK8s are the feature combinations the matrix generates: those with
+// k8s, which adds deploy/k8s/ and README lines but no Go code, so that a
+// combination builds and tests the same with it as without it
+// (internal/k8scheck checks its manifests).
+func withK8s() [][]string {
+	var out [][]string
 	for _, c := range generator.Combinations() {
 		if slices.Contains(c, "k8s") {
-			combos = append(combos, c)
+			out = append(out, c)
 		}
 	}
+	return out
+}
+
+// testedCombos names the combinations whose go test runs in the matrix:
+// none, all (whose tests run in internal/conformance), then, picked
+// greedily in the order of generator.Combinations, combinations until every
+// pair of values of two features (on or off, as the features' needs allow)
+// is in one of them. Running every combination's tests took 20
+// combinations, about 12 minutes of make test on 2 cores, before lock
+// doubled them.
+func testedCombos() map[string]bool {
+	combos := withK8s()
+	return cover(combos, 2, [][]string{combos[0], combos[len(combos)-1]})
+}
+
+// builtCombos names the combinations the matrix builds and vets: the tested
+// ones, then more, picked the same way, until every three features' values
+// are in one of them. A combination's own code can only break where
+// features meet in a shared file (an import used by two features, a block
+// inside another's); a mistake that needs four features at once to show
+// is what building every combination would add, and each feature after
+// lock doubled their number.
+func builtCombos() map[string]bool {
+	var tested [][]string
+	for _, c := range withK8s() {
+		if testedCombos()[strings.Join(c, "+")] {
+			tested = append(tested, c)
+		}
+	}
+	return cover(withK8s(), 3, tested)
+}
+
+// cover takes the combinations of start, then greedily the combination that
+// holds the most value tuples of k features not yet held, until every
+// tuple some combination holds is held. It returns their names.
+func cover(combos [][]string, k int, start [][]string) map[string]bool {
 	need := map[string]bool{}
 	for _, c := range combos {
-		for _, p := range featurePairs(c) {
+		for _, p := range featureTuples(c, k) {
 			need[p] = true
 		}
 	}
-	tested := map[string]bool{}
+	picked := map[string]bool{}
 	take := func(c []string) {
-		tested[strings.Join(c, "+")] = true
-		for _, p := range featurePairs(c) {
+		picked[strings.Join(c, "+")] = true
+		for _, p := range featureTuples(c, k) {
 			delete(need, p)
 		}
 	}
-	take(combos[0])
-	take(combos[len(combos)-1])
+	for _, c := range start {
+		take(c)
+	}
 	for len(need) > 0 {
 		best, most := 0, 0
 		for i, c := range combos {
 			n := 0
-			for _, p := range featurePairs(c) {
+			for _, p := range featureTuples(c, k) {
 				if need[p] {
 					n++
 				}
@@ -152,7 +184,7 @@ func testedCombos() map[string]bool {
 		}
 		take(combos[best])
 	}
-	return tested
+	return picked
 }
 
 // topology names the compose services a combination has besides the app
@@ -167,40 +199,40 @@ func topology(combo []string) string {
 	return strings.Join(services, "+")
 }
 
-// featurePairs lists, for every two features, their values in combo
-// ("db=true cache=false").
-func featurePairs(combo []string) []string {
+// featureTuples lists, for every k features (in the manifest's order),
+// their values in combo ("db=true cache=false" for k = 2).
+func featureTuples(combo []string, k int) []string {
 	var out []string
-	names := generator.FeatureNames()
-	for i, a := range names {
-		for _, b := range names[i+1:] {
-			out = append(out, fmt.Sprintf("%s=%t %s=%t", a, slices.Contains(combo, a), b, slices.Contains(combo, b)))
+	var walk func(from int, prefix []string)
+	walk = func(from int, prefix []string) {
+		if len(prefix) == k {
+			out = append(out, strings.Join(prefix, " "))
+			return
+		}
+		names := generator.FeatureNames()
+		for i := from; i < len(names); i++ {
+			walk(i+1, append(prefix[:len(prefix):len(prefix)], fmt.Sprintf("%s=%t", names[i], slices.Contains(combo, names[i]))))
 		}
 	}
+	walk(0, nil)
 	return out
 }
 
 // projects are the feature combinations, then the answer rows.
 func projects() []project {
 	var out []project
-	tested := testedCombos()
+	tested, built := testedCombos(), builtCombos()
 	started := map[string]bool{} // topologies whose cluster checks run
-	for _, combo := range generator.Combinations() {
+	for _, combo := range withK8s() {
 		if tested[strings.Join(combo, "+")] && slices.Contains(combo, "compose") {
 			started[topology(combo)] = true
 		}
 	}
 	i := 0
-	for _, combo := range generator.Combinations() {
-		// k8s adds deploy/k8s/ and README lines, no Go code: a combination
-		// builds and tests the same with it as without it, so only the one
-		// with it runs (and internal/k8scheck checks its manifests).
-		if !slices.Contains(combo, "k8s") {
-			continue
-		}
+	for _, combo := range withK8s() {
 		name := strings.Join(combo, "+")
-		if name == "" {
-			name = "none"
+		if !built[name] {
+			continue
 		}
 		a := generator.Answers{Name: "shop", Module: "example.com/acme/shop", Features: combo,
 			LB:       generator.LBs[i%len(generator.LBs)], // both load balancers
@@ -208,15 +240,18 @@ func projects() []project {
 			Port:     []int{generator.DefaultPort, otherPort}[i/len(generator.LBs)%2], // and both ports with each
 		}
 		steps := checks
-		if len(combo) == len(generator.Features) || !tested[name] {
+		switch {
+		case len(combo) == len(generator.Features):
 			// Every feature: internal/conformance runs all of its tests
 			// (in reference-app; the cluster test again in all-nginx).
-			// Other combinations
-			// outside the pairwise set: their code compiles and vets here;
-			// their tests are those of the tested ones (see testedCombos).
-			// Either way build, vet and tidy run, for this load balancer
-			// and port.
+			// Build, vet and tidy run here for this load balancer and port.
 			steps = checks[:len(checks)-1]
+		case !tested[name]:
+			// Outside the pairwise set: the code type-checks and vets
+			// (go vet compiles every package and its tests; go build
+			// would only add linking) and go.mod is tidy. Its tests are
+			// those of the tested ones (see testedCombos).
+			steps = checks[1 : len(checks)-1]
 		}
 		if a.Has("compose") && (tested[name] || !started[topology(combo)]) {
 			started[topology(combo)] = true
@@ -338,37 +373,98 @@ func TestMatrixCoversPairs(t *testing.T) {
 // whose tests run, and so are the smallest and the largest.
 func TestMatrixTestsFeaturePairs(t *testing.T) {
 	tested := testedCombos()
-	var withK8s [][]string
-	for _, c := range generator.Combinations() {
-		if slices.Contains(c, "k8s") {
-			withK8s = append(withK8s, c)
-		}
-	}
-	for _, c := range [][]string{withK8s[0], generator.FeatureNames()} {
+	combos := withK8s()
+	for _, c := range [][]string{combos[0], generator.FeatureNames()} {
 		if !tested[strings.Join(c, "+")] {
 			t.Errorf("%s is not tested", strings.Join(c, "+"))
 		}
 	}
-	have := map[[4]any]bool{}
-	for _, c := range withK8s {
-		if !tested[strings.Join(c, "+")] {
-			continue
-		}
-		for _, a := range generator.FeatureNames() {
-			for _, b := range generator.FeatureNames() {
-				have[[4]any{a, slices.Contains(c, a), b, slices.Contains(c, b)}] = true
-			}
+	checkHolds(t, "tested", tested, 2)
+	t.Logf("%d of %d combinations tested: %v", len(tested), len(combos), slices.Sorted(maps.Keys(tested)))
+}
+
+// TestMatrixBuildsFeatureTriples checks the claim of builtCombos: every
+// three features' values that some combination has are in a combination
+// that projects builds and vets, and so is every tested combination.
+func TestMatrixBuildsFeatureTriples(t *testing.T) {
+	vetted := map[string]bool{}
+	for _, p := range projects() {
+		if !strings.Contains(p.name, ",") && slices.ContainsFunc(p.steps, func(s []string) bool { return s[1] == "vet" }) {
+			vetted[p.name] = true
 		}
 	}
-	for _, c := range withK8s {
-		for _, a := range generator.FeatureNames() {
-			for _, b := range generator.FeatureNames() {
-				if p := [4]any{a, slices.Contains(c, a), b, slices.Contains(c, b)}; !have[p] {
-					t.Errorf("no tested combination has %s=%t and %s=%t (%s has)", a, p[1], b, p[3], strings.Join(c, "+"))
-					have[p] = true
+	for name := range testedCombos() {
+		if !vetted[name] {
+			t.Errorf("the tested combination %s is not vetted", name)
+		}
+	}
+	checkHolds(t, "vetted", vetted, 3)
+	t.Logf("%d of %d combinations vetted", len(vetted), len(withK8s()))
+}
+
+// checkHolds fails unless every k features' values (k = 2 or 3) that some
+// combination has are those of a combination in picked. It walks the
+// features itself rather than trusting featureTuples.
+func checkHolds(t *testing.T, what string, picked map[string]bool, k int) {
+	t.Helper()
+	names := generator.FeatureNames()
+	key := func(c []string, f ...int) string {
+		var parts []string
+		for _, i := range f[:k] {
+			parts = append(parts, fmt.Sprintf("%s=%t", names[i], slices.Contains(c, names[i])))
+		}
+		return strings.Join(parts, " ")
+	}
+	have := map[string]bool{}
+	each := func(c []string, visit func(string)) {
+		for a := range names {
+			for b := a + 1; b < len(names); b++ {
+				if k == 2 {
+					visit(key(c, a, b))
+					continue
+				}
+				for d := b + 1; d < len(names); d++ {
+					visit(key(c, a, b, d))
 				}
 			}
 		}
 	}
-	t.Logf("%d of %d combinations tested: %v", len(tested), len(withK8s), slices.Sorted(maps.Keys(tested)))
+	for _, c := range withK8s() {
+		if picked[strings.Join(c, "+")] {
+			each(c, func(p string) { have[p] = true })
+		}
+	}
+	for _, c := range withK8s() {
+		each(c, func(p string) {
+			if !have[p] {
+				t.Errorf("no %s combination has %s (%s has)", what, p, strings.Join(c, "+"))
+				have[p] = true
+			}
+		})
+	}
+}
+
+// TestReadmeMatrixNumbers checks that the repository README states the
+// matrix's numbers as projects makes them.
+func TestReadmeMatrixNumbers(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.Join(strings.Fields(string(b)), " ")
+	vetted := 0
+	for _, p := range projects() {
+		if !strings.Contains(p.name, ",") {
+			vetted++
+		}
+	}
+	for _, want := range []string{
+		fmt.Sprintf("(%d of them;", len(withK8s())),
+		fmt.Sprintf("`go mod tidy -diff` in %d, chosen", vetted),
+		fmt.Sprintf("`go test -short ./...` run in %d of those", len(testedCombos())),
+	} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md, The matrix: no %q; write the numbers the matrix has", want)
+		}
+	}
 }
