@@ -335,3 +335,69 @@ func TestEventsRollingRestart(t *testing.T) {
 	record("events: rolling restart", fmt.Sprintf("%d acknowledged writes to %d subscribers, %d lost, %d reconnects (%d refused), %v",
 		acked, len(subs), lost, reconnects, refused, restartTook.Round(100*time.Millisecond)))
 }
+
+// benchEvents measures the fan-out: from the response to a write sent to
+// one instance to the delivery of its event to a subscriber of another.
+func benchEvents(b *testing.B, c *cluster, tab *benchTable) {
+	if len(c.apps) < 2 {
+		b.Log("events row: needs 2 instances")
+		return
+	}
+	writer, reader := c.apps[0], c.apps[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	s := newSubscriber("bench")
+	done := make(chan struct{})
+	go func() { defer close(done); s.run(ctx, instanceURL(reader), c.lb.URL) }()
+	defer func() { cancel(); <-done }()
+	if !eventually(10*time.Second, func() bool { _, _, streams, _ := s.snapshot(); return len(streams) > 0 }) {
+		b.Fatal("events: the subscriber did not connect within 10s")
+	}
+	r, err := c.doAt(instanceURL(writer), "POST", "/api/notes", []byte(`{"title":"bench events","body":"0"}`), nil)
+	if err != nil || r.status != 201 {
+		b.Fatalf("events: create: %v %v", r, err)
+	}
+	var note struct{ ID int64 }
+	r.decode(b, &note)
+	n := benchEnvInt("BENCH_EVENTS", 300)
+	sent, acked := make([]time.Time, n), make([]time.Time, n)
+	for i := range n {
+		sent[i] = time.Now()
+		r, err := c.doAt(instanceURL(writer), "PUT", fmt.Sprintf("/api/notes/%d", note.ID), fmt.Appendf(nil, `{"title":"bench events","body":"%d"}`, i+1), nil)
+		if err != nil || r.status != 200 {
+			b.Fatalf("events: update: %v %v", r, err)
+		}
+		acked[i] = time.Now()
+		time.Sleep(5 * time.Millisecond) // one write at a time: latency, not throughput
+	}
+	key := func(i int) string { return fmt.Sprintf("%d/%d", note.ID, i+2) } // version 1 is the create
+	if !eventually(10*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, ok := s.delivered[key(n-1)]
+		return ok
+	}) {
+		b.Fatal("events: the last event did not arrive within 10s")
+	}
+	// The write's response is sent after its event is in the log, so the
+	// event often arrives first: then its latency from the response is 0.
+	var lat, fromSend, write []time.Duration
+	first := 0
+	s.mu.Lock()
+	for i := range n {
+		if at, ok := s.delivered[key(i)]; ok {
+			lat = append(lat, max(at.Sub(acked[i]), 0))
+			fromSend = append(fromSend, at.Sub(sent[i]))
+			write = append(write, acked[i].Sub(sent[i]))
+			if at.Before(acked[i]) {
+				first++
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(lat) != n {
+		b.Errorf("events: %d of %d events delivered", len(lat), n)
+	}
+	tab.add("events, fan-out", fmt.Sprintf("%d updates of one note sent to %s one at a time; a subscriber of GET /api/events on %s (%d events arrived before their write's response)", n, writer.name, reader.name, first),
+		fmt.Sprintf("write response to delivery p50 %s, p99 %s; write sent to delivery p50 %s, p99 %s", ms(pct(lat, 0.50)), ms(pct(lat, 0.99)), ms(pct(fromSend, 0.50)), ms(pct(fromSend, 0.99))),
+		fmt.Sprintf("the write's round trip p50 %s, p99 %s", ms(pct(write, 0.50)), ms(pct(write, 0.99))), "-")
+}
