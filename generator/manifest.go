@@ -220,6 +220,7 @@ var Features = []Feature{
 			"httpapi/events.go",
 			"httpapi/events_test.go",
 			"config/realtime.go",
+			"config/realtime_test.go",
 			"cmd/server/realtime.go",
 		},
 	},
