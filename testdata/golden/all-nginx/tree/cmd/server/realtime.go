@@ -39,7 +39,7 @@ func openEvents(ctx context.Context, cfg config.Config, log *slog.Logger, opts *
 	log.Info("events", "retention", cfg.EventsRetention)
 	return func() {
 		cancel()
+		stream.Close() // ends the loop's blocking read at once
 		<-done
-		stream.Close()
 	}, nil
 }
