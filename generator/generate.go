@@ -33,7 +33,7 @@ type Data struct {
 
 	// One boolean per feature, whether or not the feature is available yet,
 	// so templates can carry its seams before it lands.
-	DB, Cache, Blob, Worker, Lock, Compose, K8s bool
+	DB, Cache, Blob, Worker, Lock, Realtime, Compose, K8s bool
 
 	// AppEnv is the app's environment in docker-compose.yml and in the
 	// Kubernetes ConfigMap and Secret: one source for both (AppSettings).
@@ -114,6 +114,7 @@ func newData(a Answers, lock Lock) Data {
 		Blob:                a.Has("blob"),
 		Worker:              a.Has("worker"),
 		Lock:                a.Has("lock"),
+		Realtime:            a.Has("realtime"),
 		Compose:             a.Has("compose"),
 		K8s:                 a.Has("k8s"),
 		AppEnv:              AppSettings(a),

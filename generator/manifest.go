@@ -128,7 +128,8 @@ var Features = []Feature{
 		Files: []string{
 			"cache/",
 			"README.md.d/cache.md",
-			"redis/",
+			"redis/redis.go",
+			"redis/redis_test.go",
 			"httpapi/notes_cache.go",
 			"httpapi/notes_cache_test.go",
 			"config/cache.go",
@@ -203,6 +204,27 @@ var Features = []Feature{
 		},
 	},
 	{
+		// realtime has no stand-in without Redis: events pushed to the
+		// clients of one instance only are what the feature exists to avoid.
+		Name:        "realtime",
+		Description: "changes of notes pushed to clients (Server-Sent Events at /api/events) on every instance through Redis; a client that reconnects gets what it missed",
+		Needs:       []string{"cache"},
+		Files: []string{
+			"realtime/",
+			"README.md.d/realtime.md",
+			"redis/events.go",
+			"redis/events_test.go",
+			"postgres/events.go",
+			"postgres/events_test.go",
+			"postgres/migrations/00008_note_versions.sql",
+			"httpapi/events.go",
+			"httpapi/events_test.go",
+			"config/realtime.go",
+			"config/realtime_test.go",
+			"cmd/server/realtime.go",
+		},
+	},
+	{
 		Name:        "compose",
 		Description: "run several instances behind a load balancer with docker compose, and a test of the whole cluster",
 		Files: []string{
@@ -229,6 +251,7 @@ var Features = []Feature{
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
 			"lock":       {"clustertest/lock_test.go"},
+			"realtime":   {"clustertest/events_test.go"},
 			"lb=nginx":   {"deploy/nginx.conf"},
 			"lb=haproxy": {"deploy/haproxy.cfg"},
 		},

@@ -24,7 +24,7 @@ package clustertest
 // what the app could do on this machine, since it shares the CPUs with the
 // load generator exactly as the app does.
 //
-// BENCH_ROWS=read,lb selects rows: read, lb, write, invalidation, takeover, lock, frozen, redisfrozen, storm, restart.
+// BENCH_ROWS=read,lb selects rows: read, lb, write, invalidation, takeover, lock, events, frozen, redisfrozen, storm, restart.
 //
 // The gray-failure rows (frozen: one instance paused; redisfrozen: Redis
 // paused, then one instance cut from Redis one way, each way) are not
@@ -146,6 +146,10 @@ func BenchmarkCluster(b *testing.B) {
 		benchLock(b, c, tab) // clustertest/lock_test.go
 	}
 
+	if rows["events"] {
+		benchEvents(b, c, tab) // clustertest/events_test.go
+	}
+
 	if rows["frozen"] {
 		// Issue target: write p99 on the others back under 50 ms within 3 s
 		// of one instance freezing. A write waits for every live member's
@@ -231,7 +235,7 @@ func BenchmarkCluster(b *testing.B) {
 
 // benchRows is the set of rows to run: BENCH_ROWS, or all.
 func benchRows() map[string]bool {
-	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "frozen", "redisfrozen", "storm", "restart"}
+	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "events", "frozen", "redisfrozen", "storm", "restart"}
 	rows := map[string]bool{}
 	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
 		if r = strings.TrimSpace(r); r != "" {

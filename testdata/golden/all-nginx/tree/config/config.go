@@ -40,6 +40,7 @@ type Config struct {
 	Cache
 	Blob
 	Worker
+	Realtime
 }
 
 // Var is an environment variable that Load reads.
@@ -115,6 +116,7 @@ func load(r *reader) Config {
 	loadCache(r, &c)
 	loadBlob(r, &c)
 	loadWorker(r, &c)
+	loadRealtime(r, &c)
 
 	return c
 }

@@ -45,6 +45,10 @@ type Options struct {
 	// lock
 	Locks       lock.Locker // nil: no POST /api/notes/{id}/append
 	FencedNotes FencedNotes // the fenced write of the append
+
+	// realtime
+	Events          Events        // nil: no GET /api/events
+	EventsHeartbeat time.Duration // interval of the streams' heartbeats; zero means 15s
 }
 
 // Server routes requests. It is safe for concurrent use.
@@ -54,6 +58,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	draining atomic.Bool
+	streams  streams // ended by Drain
 
 	checkFailing sync.Map // check name -> bool: failing at the last /readyz
 }
@@ -78,6 +83,7 @@ func (s *Server) routes() {
 	s.filesRoutes()
 	s.jobsRoutes()
 	s.appendRoutes()
+	s.eventsRoutes()
 }
 
 // ServeHTTP implements http.Handler.
@@ -88,7 +94,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Drain makes /readyz answer 503 and every answer close its connection, so
 // that load balancers stop sending requests here, and keep no connection
 // open to this instance, before the process stops listening.
-func (s *Server) Drain() { s.draining.Store(true) }
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.streams.end() // open event streams end; their clients reconnect elsewhere
+}
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -185,6 +185,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	openLocks(&opts, db)
 
+	closeEvents, err := openEvents(ctx, cfg, log, &opts, db.notes)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
+
 	closeFiles, err := openFiles(ctx, cfg, log, &opts)
 	if err != nil {
 		return err
