@@ -40,6 +40,7 @@ type Config struct {
 	Cache
 	Blob
 	Worker
+	Queue
 }
 
 // Var is an environment variable that Load reads.
@@ -115,6 +116,7 @@ func load(r *reader) Config {
 	loadCache(r, &c)
 	loadBlob(r, &c)
 	loadWorker(r, &c)
+	loadQueue(r, &c)
 
 	return c
 }
