@@ -28,7 +28,7 @@ import (
 // RescueAfter + 30 s.
 const (
 	JobTimeout  = 10 * time.Second
-	RescueAfter = 20 * time.Second
+	RescueAfter = 15 * time.Second
 	// MaxAttempts: a job that fails is tried again after River's backoff
 	// (attempt^4 seconds, with jitter: 1 s, 16 s, 81 s ...); after the
 	// 10th failure, about 4 hours after the first, it is discarded: it
