@@ -35,8 +35,13 @@ const (
 	// stays in river_job in state discarded, with its errors, for
 	// `server jobs` to show, for 7 days (River's DiscardedJobRetentionPeriod).
 	MaxAttempts = 10
-	// QueueWorkers is how many jobs one instance runs at once.
-	QueueWorkers = 10
+	// QueueWorkers is how many jobs one instance runs at once. River
+	// fetches at most that many per fetch, and fetches at most every
+	// 100 ms (FetchCooldown), so it also caps an instance's rate: 10
+	// measured about 90 jobs/s (make bench, queue jobs). A job that waits
+	// on the network (a webhook) holds no database connection while it
+	// runs, so more workers cost little.
+	QueueWorkers = 50
 )
 
 // WebhookArgs is the job that sends a change of a note to the webhook.
@@ -61,22 +66,24 @@ func (WebhookArgs) InsertOpts() river.InsertOpts {
 
 type webhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
-	hook *queue.Webhook // nil: NOTES_WEBHOOK_URL is not set
+	hook *queue.Webhook // nil: NOTES_WEBHOOK_URL is not set here
 }
 
 // Work sends the event with the job's id as the delivery id: the same on
 // every attempt, so a receiver can dedupe.
 func (w *webhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
 	if w.hook == nil {
-		// Jobs enqueued while a URL was set, and the URL is gone.
-		return river.JobCancel(errors.New("NOTES_WEBHOOK_URL is not set"))
+		// An instance without the URL among instances with it (a rolling
+		// change of the setting): an error, so that the job is tried again,
+		// later and likely elsewhere, rather than dropped.
+		return errors.New("NOTES_WEBHOOK_URL is not set on this instance")
 	}
 	return w.hook.Send(ctx, strconv.FormatInt(job.ID, 10), queue.Event{Type: job.Args.Type, NoteID: job.Args.NoteID})
 }
 
 // QueueOptions configure a Queue.
 type QueueOptions struct {
-	Webhook *queue.Webhook // nil: webhook jobs are cancelled
+	Webhook *queue.Webhook // nil: webhook jobs fail here (and are retried)
 	Logger  *slog.Logger
 	// RetryPolicy, if set, replaces River's backoff (tests retry at once).
 	RetryPolicy river.ClientRetryPolicy

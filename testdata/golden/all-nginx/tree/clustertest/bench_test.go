@@ -146,6 +146,10 @@ func BenchmarkCluster(b *testing.B) {
 		benchLock(b, c, tab) // clustertest/lock_test.go
 	}
 
+	if rows["queue"] {
+		benchQueue(b, tab) // clustertest/queue_test.go
+	}
+
 	if rows["frozen"] {
 		// Issue target: write p99 on the others back under 50 ms within 3 s
 		// of one instance freezing. A write waits for every live member's
@@ -231,7 +235,7 @@ func BenchmarkCluster(b *testing.B) {
 
 // benchRows is the set of rows to run: BENCH_ROWS, or all.
 func benchRows() map[string]bool {
-	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "frozen", "redisfrozen", "storm", "restart"}
+	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "queue", "frozen", "redisfrozen", "storm", "restart"}
 	rows := map[string]bool{}
 	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
 		if r = strings.TrimSpace(r); r != "" {

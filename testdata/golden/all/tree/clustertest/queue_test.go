@@ -234,3 +234,50 @@ func TestQueueJobs(t *testing.T) {
 		notes, len(jobs), retried, duplicates, written.Round(time.Millisecond), drained.Round(time.Millisecond))
 	record("queue: jobs, duplicate deliveries", fmt.Sprintf("%d jobs with 2 instances SIGKILLed, %d duplicates", len(jobs), duplicates))
 }
+
+// benchQueue measures jobs per second end to end: from the first of 1,000
+// note creates (each enqueues its webhook job in its transaction) to the
+// last delivery at a receiver here, with every instance working the queue,
+// then with one. It runs a cluster of its own, whose instances have
+// NOTES_WEBHOOK_URL set.
+func benchQueue(b *testing.B, tab *benchTable) {
+	var delivered atomic.Int64
+	hooks := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { delivered.Add(1) }))
+	defer hooks.Close()
+	c := startCluster(b, map[string]string{"NOTES_WEBHOOK_URL": hooks.URL})
+	for _, a := range c.apps {
+		a.setQuiet()
+	}
+	const jobs = 1000
+	run := func(base string) (rate float64) {
+		want := delivered.Load() + jobs
+		began := time.Now()
+		var wg sync.WaitGroup
+		clients := benchClients()
+		for cl := range clients {
+			wg.Go(func() {
+				for i := cl; i < jobs; i += clients {
+					r, err := c.doAt(base, "POST", "/api/notes", []byte(`{"title":"bench","body":"queue"}`), nil)
+					if err != nil || r.status != 201 {
+						b.Errorf("create: %v %s", err, r)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if !eventually(2*time.Minute, func() bool { return delivered.Load() >= want }) {
+			b.Fatalf("%d of %d jobs delivered after 2 minutes", delivered.Load()-want+jobs, jobs)
+		}
+		return jobs / time.Since(began).Seconds()
+	}
+	n := run(c.lb.URL)
+	for _, a := range c.apps[1:] {
+		if err := a.stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	one := run(instanceURL(c.apps[0]))
+	tab.add("queue jobs", fmt.Sprintf("%d note creates by %d clients until their %d webhook jobs were delivered: %s through %s", jobs, benchClients(), jobs, instances(len(c.apps)), c.lbKind),
+		fmt.Sprintf("%.0f jobs/s", n), fmt.Sprintf("1 instance, direct: %.0f jobs/s", one), fmt.Sprintf("%.2f", n/one))
+}
