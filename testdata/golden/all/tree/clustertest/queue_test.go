@@ -77,8 +77,8 @@ func (c *cluster) sendUntil(method, path string, body []byte, header map[string]
 // on several instances, or exists for a write that rolled back. With
 // NOTES_WEBHOOK_URL pointing at a receiver in this test, clients write notes
 // through the load balancer (create, a replay of the create, update,
-// delete: about 1,000 writes) while two instances are SIGKILLed and
-// restarted. Once the queue has drained, checked against river_job and the
+// delete: about 1,000 writes) while two instances, one of them River's
+// leader, are SIGKILLed and restarted. Once the queue has drained, checked against river_job and the
 // notes table: every job completed (none discarded) and was delivered at
 // least once; every delivery is of a job; every job is of a write that
 // committed: per note, one change for its create (the replay made none),
@@ -135,13 +135,20 @@ func TestQueueJobs(t *testing.T) {
 		})
 	}
 	// Two instances SIGKILLed early in the load (River's rescuer, which
-	// looks every 30 s, then finds their jobs older than 15 s sooner) and
-	// started again a second later.
+	// looks every 30 s, then finds their jobs older than 15 s sooner), the
+	// second River's leader, and each started again a second later.
 	for k, at := range []int64{40, 100} {
 		if !eventually(30*time.Second, func() bool { return done.Load() >= at }) {
 			t.Fatalf("only %d notes written", done.Load())
 		}
+		// The first an instance, the second River's leader (its
+		// maintenance, the rescuer included, moves to another).
 		a := c.apps[k%len(c.apps)]
+		leader := testsupport.PSQL(t, c.dbURL, `SELECT coalesce((SELECT leader_id FROM river_leader), '')`)
+		if k == 1 && leader != "" {
+			a = c.byName(leader)
+		}
+		t.Logf("SIGKILL %s after %d notes (River's leader: %s)", a.name, done.Load(), leader)
 		a.kill()
 		time.Sleep(time.Second)
 		if err := a.start(); err != nil {
@@ -232,7 +239,7 @@ func TestQueueJobs(t *testing.T) {
 	}
 	t.Logf("%d notes, %d jobs (%d retried after a 503), all delivered; %d duplicate deliveries; written in %v, drained %v after the start",
 		notes, len(jobs), retried, duplicates, written.Round(time.Millisecond), drained.Round(time.Millisecond))
-	record("queue: jobs, duplicate deliveries", fmt.Sprintf("%d jobs with 2 instances SIGKILLed, %d duplicates", len(jobs), duplicates))
+	record("queue: jobs, duplicate deliveries", fmt.Sprintf("%d jobs, 2 instances SIGKILLed (one River's leader), %d duplicates", len(jobs), duplicates))
 }
 
 // benchQueue measures jobs per second end to end: from the first of 1,000
