@@ -217,6 +217,7 @@ var Features = []Feature{
 			"config/queue.go",
 			"config/queue_test.go",
 			"cmd/server/queue.go",
+			"cmd/server/queue_test.go",
 		},
 		Requires: []string{
 			"github.com/riverqueue/river@v0.51.2",
