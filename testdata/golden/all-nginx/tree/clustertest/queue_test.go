@@ -92,6 +92,29 @@ func TestQueueJobs(t *testing.T) {
 	c := startCluster(t, map[string]string{"NOTES_WEBHOOK_URL": hooks.URL})
 	began := time.Now()
 
+	// River's migrations, run under the migration lock after goose's: each
+	// version applied by one instance of those that started together.
+	appliedBy := map[int][]string{}
+	for _, a := range c.apps {
+		for _, l := range a.logLines() {
+			var m struct {
+				Msg     string
+				Version int
+			}
+			if json.Unmarshal([]byte(l.text), &m) == nil && m.Msg == "queue migration applied" {
+				appliedBy[m.Version] = append(appliedBy[m.Version], a.name)
+			}
+		}
+	}
+	if len(appliedBy) == 0 {
+		t.Error("no instance logged a queue migration")
+	}
+	for v, by := range appliedBy {
+		if len(by) != 1 {
+			t.Errorf("River migration %d applied by %v, want one instance", v, by)
+		}
+	}
+
 	const clients, notesEach = 8, 42 // 336 notes, 3 writes each
 	var done atomic.Int64
 	results := make([][]queueNote, clients)
