@@ -33,7 +33,7 @@ type Data struct {
 
 	// One boolean per feature, whether or not the feature is available yet,
 	// so templates can carry its seams before it lands.
-	DB, Cache, Blob, Worker, Lock, Realtime, Compose, K8s bool
+	DB, Cache, Blob, Worker, Lock, Queue, Realtime, Compose, K8s bool
 
 	// AppEnv is the app's environment in docker-compose.yml and in the
 	// Kubernetes ConfigMap and Secret: one source for both (AppSettings).
@@ -114,6 +114,7 @@ func newData(a Answers, lock Lock) Data {
 		Blob:                a.Has("blob"),
 		Worker:              a.Has("worker"),
 		Lock:                a.Has("lock"),
+		Queue:               a.Has("queue"),
 		Realtime:            a.Has("realtime"),
 		Compose:             a.Has("compose"),
 		K8s:                 a.Has("k8s"),
@@ -125,11 +126,11 @@ func newData(a Answers, lock Lock) Data {
 		Instances:           instances(a.Replicas),
 		InstanceCount:       map[bool]string{true: "1 instance", false: fmt.Sprintf("%d instances", a.Replicas)}[a.Replicas == 1],
 		AppRange:            map[bool]string{true: "app-1", false: fmt.Sprintf("app-1 .. app-%d", a.Replicas)}[a.Replicas == 1],
-		PGMaxConnections:    connectionBudget(a.Replicas),
+		PGMaxConnections:    connectionBudget(a.Replicas, a.Has("queue")),
 		StopGracePeriod:     fmt.Sprintf("%ds", stopGraceSeconds(a)),
 		K8sMaxReplicas:      k8sMaxReplicas(a.Replicas),
 		K8sMaxPods:          k8sMaxReplicas(a.Replicas) + 2,
-		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas) + 2),
+		K8sPGMaxConnections: connectionBudget(k8sMaxReplicas(a.Replicas)+2, a.Has("queue")),
 		K8sPreStopSeconds:   k8sPreStopSeconds,
 		K8sGraceSeconds:     k8sPreStopSeconds + stopGraceSeconds(a),
 		K8sMinReadySeconds:  k8sPreStopSeconds + stopGraceSeconds(a) + k8sStopSlackSeconds,

@@ -204,6 +204,29 @@ var Features = []Feature{
 		},
 	},
 	{
+		// queue runs River (github.com/riverqueue/river) on the PostgreSQL
+		// the service has: jobs are rows, inserted in the transaction of the
+		// write that makes them.
+		Name:        "queue",
+		Description: "background jobs kept in PostgreSQL, run once across instances and retried until they succeed; note changes sent to a webhook",
+		Needs:       []string{"db"},
+		Files: []string{
+			"queue/",
+			"README.md.d/queue.md",
+			"postgres/queue.go",
+			"postgres/queue_test.go",
+			"config/queue.go",
+			"config/queue_test.go",
+			"cmd/server/queue.go",
+			"cmd/server/queue_test.go",
+		},
+		Requires: []string{
+			"github.com/riverqueue/river@v0.51.2",
+			"github.com/riverqueue/river/riverdriver/riverpgxv5@v0.51.2",
+			"github.com/riverqueue/river/rivertype@v0.51.2", // the retry policy's argument, in the tests
+		},
+	},
+	{
 		// realtime has no stand-in without Redis: events pushed to the
 		// clients of one instance only are what the feature exists to avoid.
 		Name:        "realtime",
@@ -251,6 +274,7 @@ var Features = []Feature{
 			"blob":       {"clustertest/blob_test.go", "clustertest/faults_minio_test.go"},
 			"worker":     {"clustertest/leader_test.go", "clustertest/leader_pause_test.go", "clustertest/robust_worker_test.go"},
 			"lock":       {"clustertest/lock_test.go"},
+			"queue":      {"clustertest/queue_test.go"},
 			"realtime":   {"clustertest/events_test.go"},
 			"lb=nginx":   {"deploy/nginx.conf"},
 			"lb=haproxy": {"deploy/haproxy.cfg"},

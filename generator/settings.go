@@ -27,11 +27,17 @@ const DBPoolSize = 10
 
 // connectionBudget is the max_connections a PostgreSQL server needs for
 // instances app instances: each one's pool, its leader connection and the 2
-// it uses while migrating, plus 10 for people and tools; at least
-// PostgreSQL's default of 100. Compose sizes it for its replicas, Kubernetes
-// for the most pods the HPA and a rolling update can run at once.
-func connectionBudget(instances int) int {
-	return max(100, instances*(DBPoolSize+1+2)+10)
+// it uses while migrating, plus, with the queue, River's LISTEN connection
+// (taken from the pool and then held apart from it, so the pool opens
+// another), plus 10 for people and tools; at least PostgreSQL's default of
+// 100. Compose sizes it for its replicas, Kubernetes for the most pods the
+// HPA and a rolling update can run at once.
+func connectionBudget(instances int, queue bool) int {
+	each := DBPoolSize + 1 + 2
+	if queue {
+		each++
+	}
+	return max(100, instances*each+10)
 }
 
 // AppSettings are the app's environment in the deployment files, in the
@@ -59,12 +65,15 @@ func AppSettings(a Answers) []Setting {
 		if a.Has("worker") {
 			leader = " + 1 leader connection"
 		}
+		if a.Has("queue") {
+			leader += " + 1 queue listener"
+		}
 		s = append(s,
 			Setting{Name: "DATABASE_URL", Secret: true,
 				Value: fmt.Sprintf("postgres://%s:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}@postgres:5432/%s?sslmode=disable", a.Name, a.Name),
 				Above: []string{
 					fmt.Sprintf("db: %s x (%d pooled%s + 2 while migrating)", instanceCount, DBPoolSize, leader),
-					fmt.Sprintf("must stay under max_connections=%d (the postgres service) minus its", connectionBudget(a.Replicas)),
+					fmt.Sprintf("must stay under max_connections=%d (the postgres service) minus its", connectionBudget(a.Replicas, a.Has("queue"))),
 					"reserved superuser slots.",
 				}},
 			Setting{Name: "DB_POOL_SIZE", Value: fmt.Sprint(DBPoolSize)},

@@ -21,6 +21,9 @@ type NoteStore struct {
 	// BeforeCommit, if set, is called inside every write before COMMIT
 	// (the cache's invalidation); see write.
 	BeforeCommit notes.BeforeCommit
+	// InTx, if set, runs in every write's transaction after the change
+	// (the queue's webhook job); its error rolls the write back.
+	InTx func(ctx context.Context, tx pgx.Tx, id int64) error
 }
 
 // The fence that BeforeCommit relies on: PostgreSQL ends a write
@@ -326,6 +329,11 @@ func (s *NoteStore) write(ctx context.Context, id int64, change func(pgx.Tx) (in
 	}
 	if err != nil {
 		return classify(err)
+	}
+	if s.InTx != nil {
+		if err := s.InTx(ctx, tx, changed); err != nil {
+			return classify(err)
+		}
 	}
 	if s.BeforeCommit != nil && id == 0 {
 		if done, err = s.BeforeCommit(ctx, changed); err != nil {

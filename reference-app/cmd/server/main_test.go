@@ -299,7 +299,7 @@ func TestHelp(t *testing.T) {
 			t.Fatalf("shop %s with no environment: %v, want the help", arg, err)
 		}
 		help := out.String()
-		want := []string{"Usage: shop [command]", "healthcheck", "version", "migrate", "DATABASE_URL          required",
+		want := []string{"Usage: shop [command]", "healthcheck", "version", "migrate", "DATABASE_URL          required", "  jobs  ",
 			"SHUTDOWN_DRAIN_DELAY  0s, 3s when CLUSTER_MODE=true"}
 		for _, v := range config.Vars() {
 			want = append(want, "  "+v.Name+" ")

@@ -146,6 +146,10 @@ func BenchmarkCluster(b *testing.B) {
 		benchLock(b, c, tab) // clustertest/lock_test.go
 	}
 
+	if rows["queue"] {
+		benchQueue(b, tab) // clustertest/queue_test.go
+	}
+
 	if rows["events"] {
 		benchEvents(b, c, tab) // clustertest/events_test.go
 	}
@@ -235,7 +239,7 @@ func BenchmarkCluster(b *testing.B) {
 
 // benchRows is the set of rows to run: BENCH_ROWS, or all.
 func benchRows() map[string]bool {
-	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "events", "frozen", "redisfrozen", "storm", "restart"}
+	all := []string{"read", "lb", "write", "invalidation", "takeover", "lock", "queue", "events", "frozen", "redisfrozen", "storm", "restart"}
 	rows := map[string]bool{}
 	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
 		if r = strings.TrimSpace(r); r != "" {

@@ -40,6 +40,7 @@ type Config struct {
 	Cache
 	Blob
 	Worker
+	Queue
 	Realtime
 }
 
@@ -116,6 +117,7 @@ func load(r *reader) Config {
 	loadCache(r, &c)
 	loadBlob(r, &c)
 	loadWorker(r, &c)
+	loadQueue(r, &c)
 	loadRealtime(r, &c)
 
 	return c

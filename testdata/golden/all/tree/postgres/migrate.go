@@ -234,6 +234,9 @@ func Migrate(ctx context.Context, url string, fsys fs.FS, log *slog.Logger) ([]A
 	if err != nil {
 		return applied, fmt.Errorf("migrate: %w", err)
 	}
+	if err := migrateQueue(ctx, url, log); err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
+	}
 
 	version, err := provider.GetDBVersion(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@
 //	server healthcheck  exit 0 when the local instance is ready (for Docker's
 //	                    HEALTHCHECK, which then needs no shell or curl)
 //	server migrate      apply database migrations and exit
+//	server jobs         print the queue's jobs by state and the latest failed ones
 //	server version      print the version, VCS revision and Go version
 //	server help         print the commands and the environment variables
 //
@@ -65,6 +66,7 @@ var commands = []struct {
 	{"serve", "serve HTTP (the default)", serve},
 	{"healthcheck", "exit 0 when the instance on this host answers /readyz with 200", healthcheck},
 	{"migrate", "apply pending database migrations and exit", migrate},
+	{"jobs", "print the queue's jobs by state and the latest failed ones", jobs},
 	{"version", "print the version, VCS revision and Go version", nil},
 	{"help", "print this help (also -h, --help)", nil},
 }
@@ -184,6 +186,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer waitWorker()
 
 	openLocks(&opts, db)
+
+	waitQueue, err := startQueue(ctx, cfg, log, db)
+	if err != nil {
+		return err
+	}
+	defer waitQueue()
 
 	closeEvents, err := openEvents(ctx, cfg, log, &opts, db.notes)
 	if err != nil {
