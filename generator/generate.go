@@ -6,6 +6,7 @@ package generator
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"go/format"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 
 	"golang.org/x/mod/modfile"
@@ -361,7 +363,7 @@ func render(tmplPath, outPath string, data Data, fragments []string) ([]byte, er
 	}
 	switch {
 	case strings.HasSuffix(outPath, ".go"):
-		formatted, err := format.Source(out)
+		formatted, err := formatGo(out)
 		if err != nil {
 			return nil, fmt.Errorf("template %s makes invalid Go: %v (fix the template)", tmplPath, oneLine(err.Error()))
 		}
@@ -462,4 +464,25 @@ func FileMode(p string) fs.FileMode {
 		return 0o600 // random passwords: for the owner only
 	}
 	return 0o644
+}
+
+// formatted holds the gofmt output of every Go source this process has
+// formatted, by the sha256 of the source. Most files come out of their
+// templates the same in many feature combinations, and formatting is most
+// of the time Generate takes: the tests that generate every combination
+// took minutes without it.
+var formatted sync.Map // [sha256.Size]byte -> []byte
+
+// formatGo is format.Source, remembered; each call gets its own copy.
+func formatGo(src []byte) ([]byte, error) {
+	key := sha256.Sum256(src)
+	if out, ok := formatted.Load(key); ok {
+		return bytes.Clone(out.([]byte)), nil
+	}
+	out, err := format.Source(src)
+	if err != nil {
+		return nil, err
+	}
+	formatted.Store(key, bytes.Clone(out))
+	return out, nil
 }
