@@ -56,8 +56,20 @@ func Open(ctx context.Context, url string, poolSize int) (*DB, error) {
 
 // Ping checks that a connection can be had and the server answers. It is
 // the readiness check of the instance.
+//
+// A connection the server ended while it sat in the pool (PostgreSQL
+// restarted, or an administrator terminated it) fails its first use, and
+// the pool drops it. The pool tests a connection idle for over a second
+// before it lends it out, but one used less than a second ago (a busy
+// instance, the queue's polling) is lent as it is. So a failed ping is
+// tried once more, on another connection: one dead connection is not a
+// database that is down.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.pool.Ping(ctx); err != nil {
+	err := db.pool.Ping(ctx)
+	if err != nil && ctx.Err() == nil {
+		err = db.pool.Ping(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
 	return nil
