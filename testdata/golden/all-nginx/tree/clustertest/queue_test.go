@@ -240,6 +240,16 @@ func TestQueueJobs(t *testing.T) {
 			t.Errorf("delivery %d is of no job", id)
 		}
 	}
+	// How many times one PUT sent to the load balancer may be written:
+	// nginx sends a write again on the next instance when the connection
+	// fails after it was sent (proxy_next_upstream non_idempotent, up to
+	// proxy_next_upstream_tries 3 in all), and each of those may have
+	// committed, with a job each; haproxy never sends a write twice once
+	// an instance took it (disable-l7-retry).
+	writesPerSend := 1
+	if c.lbKind == "nginx" {
+		writesPerSend = 3
+	}
 	notes := 0
 	for _, list := range results {
 		for _, n := range list {
@@ -248,8 +258,8 @@ func TestQueueJobs(t *testing.T) {
 			deleted := byEvent[fmt.Sprintf("note.deleted %d", n.id)]
 			delete(byEvent, fmt.Sprintf("note.changed %d", n.id))
 			delete(byEvent, fmt.Sprintf("note.deleted %d", n.id))
-			if changed < 1+n.updatesAnswered || changed > 1+n.updatesSent {
-				t.Errorf("note %d: %d change jobs, want 1 for the create and from %d to %d for the updates", n.id, changed, n.updatesAnswered, n.updatesSent)
+			if changed < 1+n.updatesAnswered || changed > 1+n.updatesSent*writesPerSend {
+				t.Errorf("note %d: %d change jobs, want 1 for the create and from %d to %d for the updates", n.id, changed, n.updatesAnswered, n.updatesSent*writesPerSend)
 			}
 			gone := !present[strconv.FormatInt(n.id, 10)]
 			if (deleted == 1) != gone || deleted > 1 || (n.deleteAnswered && !gone) {
