@@ -140,13 +140,14 @@ func testedCombos() map[string]bool {
 // is what building every combination would add, and each feature after
 // lock doubled their number.
 func builtCombos() map[string]bool {
+	combos, picked := withK8s(), testedCombos()
 	var tested [][]string
-	for _, c := range withK8s() {
-		if testedCombos()[strings.Join(c, "+")] {
+	for _, c := range combos {
+		if picked[strings.Join(c, "+")] {
 			tested = append(tested, c)
 		}
 	}
-	return cover(withK8s(), 3, tested)
+	return cover(combos, 3, tested)
 }
 
 // cover takes the combinations of start, then greedily the combination that
